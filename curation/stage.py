@@ -1,0 +1,58 @@
+"""A stage: one job over one shard, producing kept rows, dropped rows and counters.
+
+Stages are small frozen dataclasses: their fields are the configuration (recorded in the
+manifest and fingerprinted), `process` is a pure function of the shard's bytes and that
+configuration. The runner owns everything else (files, atomicity, resume, parallelism), so a
+stage never touches the filesystem except to read its input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from curation.storage import Storage
+
+Histograms = dict[str, Counter[str]]
+
+
+@dataclass(frozen=True)
+class ShardInput:
+    """One input shard: a raw archive or a part file of the upstream stage."""
+
+    name: str
+    path: str
+    fingerprint: str
+    bytes: int
+
+
+@dataclass
+class ShardOutput:
+    """What `process` returns. `n_in` is counted by the stage, not derived from the outputs,
+    so the conservation check `n_in == kept + dropped` can actually fail."""
+
+    n_in: int
+    kept: pa.Table
+    dropped: pa.Table
+    histograms: Histograms = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage(ABC):
+    """Base of every stage. Subclasses are frozen dataclasses whose fields are the config."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    output_schema: ClassVar[pa.Schema]
+
+    def config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @abstractmethod
+    def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
+        """Turn one input shard into kept and dropped rows."""

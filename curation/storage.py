@@ -1,0 +1,104 @@
+"""Where data lives: a local directory or an object store, addressed the same way.
+
+Everything goes through `pyarrow.fs`, so `./data`, `file:///mnt/data` and `s3://bucket/prefix`
+are all valid roots. On a local disk `move` is a rename, which is what makes our directory
+publishes atomic; on object stores the manifest, written last, is the commit marker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+from dataclasses import dataclass
+from functools import cached_property
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A filesystem plus the base path inside it; picklable so workers can receive it."""
+
+    root: str
+
+    @cached_property
+    def _resolved(self) -> tuple[pafs.FileSystem, str]:
+        if "://" not in self.root:
+            return pafs.LocalFileSystem(), os.path.abspath(self.root)
+        try:
+            return pafs.FileSystem.from_uri(self.root)
+        except pa.ArrowInvalid:
+            # Schemes pyarrow lacks natively (memory://, gcs via gcsfs, ...) come through fsspec.
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(self.root)
+            return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        return self._resolved[0]
+
+    @property
+    def base(self) -> str:
+        return self._resolved[1]
+
+    @property
+    def is_local(self) -> bool:
+        """Local disks rename directories atomically; object stores do not."""
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.base, *parts)
+
+    def exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def is_dir(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type == pafs.FileType.Directory
+
+    def size(self, path: str) -> int:
+        return self.fs.get_file_info(path).size or 0
+
+    def list_files(self, path: str, suffix: str = "") -> list[str]:
+        """Files directly under `path` ending in `suffix`, sorted by name (shard order)."""
+        infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        names = [i.path for i in infos if i.type == pafs.FileType.File]
+        return sorted(p for p in names if p.endswith(suffix))
+
+    def makedirs(self, path: str) -> None:
+        self.fs.create_dir(path, recursive=True)
+
+    def remove_tree(self, path: str) -> None:
+        if self.exists(path):
+            self.fs.delete_dir(path)
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.fs.open_input_stream(path, compression=None) as f:
+            return f.read()
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write beside the target and move into place, so readers never see half a file."""
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with self.fs.open_output_stream(tmp, compression=None) as f:
+            f.write(data)
+        self.fs.move(tmp, path)
+
+    def copy_tree(self, source: str, target: str, last: str) -> None:
+        """Copy every file of `source` to `target`, the file named `last` after all others."""
+        infos = self.fs.get_file_info(pafs.FileSelector(source, recursive=True))
+        files = sorted(i.path for i in infos if i.type == pafs.FileType.File)
+        for path in sorted(files, key=lambda p: posixpath.basename(p) == last):
+            dest = posixpath.join(target, posixpath.relpath(path, source))
+            self.makedirs(posixpath.dirname(dest))
+            self.fs.copy_file(path, dest)
+
+    def sha256(self, path: str) -> str:
+        digest = hashlib.sha256()
+        with self.fs.open_input_stream(path, compression=None) as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""The LLaMA network (the model issue)."""

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Debian/Ubuntu packages the build needs: a compiler toolchain and boost for KenLM's lmplz,
+# and apt's package lists (the sample world is built from Debian packages via apt-get download).
+set -euo pipefail
+packages=(build-essential cmake libboost-program-options-dev libboost-system-dev
+          libboost-thread-dev libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+lists=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' 2>/dev/null | head -1)
+if [ ${#missing[@]} -gt 0 ] || [ -z "$lists" ]; then
+  $sudo apt-get update -qq
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi

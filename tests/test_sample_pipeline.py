@@ -1,0 +1,163 @@
+"""End to end: the real `dagster job execute` over the sample crawl, then what was planted.
+
+Slow (minutes on 2 cores); marked, and run in CI all the same.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import REPO
+from dagster import AssetKey, DagsterEventType, DagsterInstance
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def planted(sample: Path) -> list[dict]:
+    lines = (sample / "crawls" / "sample" / "planted.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def rows(partition: Path, dropped: bool = False) -> list[dict]:
+    directory = partition / "_dropped" if dropped else partition
+    return pq.read_table(directory).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def materialized(sample_world, tmp_path_factory):
+    """Runs the commoncrawl job on partition `sample` in a fresh instance and data root."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    root = tmp_path_factory.mktemp("data")
+    (root / "sample").symlink_to(sample_world)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "LLAMAPIPE_DATA_ROOT": str(root),
+        "LLAMAPIPE_SHARD_WORKERS": "2",
+    }
+    subprocess.run([BIN / "llamapipe", "crawls", "add", "sample"], env=env, check=True, timeout=120)
+    job = subprocess.run(
+        [
+            BIN / "dagster",
+            "job",
+            "execute",
+            "-m",
+            "pipelines.definitions",
+            "-a",
+            "defs",
+            "-j",
+            "commoncrawl",
+            "--tags",
+            json.dumps({"dagster/partition": "sample"}),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
+    return home, root / "stages"
+
+
+def test_every_stage_conserves_counts_and_its_checks_pass(materialized):
+    home, stages = materialized
+    upstream_kept = None
+    for stage in ["cc_documents", "cc_language"]:
+        manifest = json.loads((stages / stage / "sample" / "_manifest.json").read_text())
+        counts = manifest["counts"]
+        kept, dropped = rows(stages / stage / "sample"), rows(stages / stage / "sample", True)
+        assert counts["in"] == len(kept) + len(dropped)
+        assert counts["in"] == counts["kept"] + sum(counts["dropped"].values())
+        assert upstream_kept in (None, counts["in"])
+        upstream_kept = counts["kept"]
+
+    os.environ["DAGSTER_HOME"] = str(home)
+    with DagsterInstance.get() as instance:
+        [run] = instance.get_runs()
+        evaluations = instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        checks = [e.dagster_event.event_specific_data for e in evaluations]
+        results = {(c.asset_key.path[0], c.check_name): c.passed for c in checks}
+        assert results == {
+            (stage, check): True
+            for stage in ["cc_documents", "cc_language"]
+            for check in ["counts_conserve", "output_schema"]
+        }
+        event = instance.get_latest_materialization_event(AssetKey("cc_language"))
+        metadata = event.asset_materialization.metadata
+        assert "| en |" in metadata["language"].value
+        assert metadata["kept"].value == upstream_kept
+
+
+def test_language_histogram_matches_what_was_planted(materialized, sample_world):
+    _, stages = materialized
+    truth = {p["url"]: p["language"] for p in planted(sample_world) if p["kind"] == "page"}
+    documents = rows(stages / "cc_language" / "sample")
+    predicted = {d["url"]: d["language"] for d in documents if d["url"] in truth}
+    agree = sum(predicted[u] == truth[u] for u in predicted)
+    assert agree >= 0.95 * len(predicted)
+    planted_languages = Counter(truth.values())
+    histogram = Counter(d["language"] for d in documents)
+    assert len(planted_languages) >= 5
+    for language, n in planted_languages.items():
+        assert histogram[language] >= 0.8 * n, (language, histogram[language], n)
+
+
+def test_planted_damage_is_dropped_with_its_reason(materialized, sample_world):
+    _, stages = materialized
+    dropped = rows(stages / "cc_documents" / "sample", dropped=True)
+    by_url = {d["url"]: d["reason"] for d in dropped}
+    kinds = {p["url"]: p["kind"] for p in planted(sample_world)}
+    for url, kind in kinds.items():
+        if kind == "invalid_utf8":
+            assert by_url.get(url) == "invalid_utf8", url
+    reasons = Counter(d["reason"] for d in dropped)
+    assert reasons["truncated_gzip_member"] >= 1
+    kept_urls = {d["url"] for d in rows(stages / "cc_documents" / "sample")}
+    assert not {u for u, k in kinds.items() if k == "non_html"} & kept_urls
+
+
+def test_warc_reader_gives_the_same_ids_as_wet_via_the_cli(materialized, sample_world, tmp_path):
+    _, stages = materialized
+    out = tmp_path / "warc_documents"
+    result = subprocess.run(
+        [
+            BIN / "llamapipe",
+            "stage",
+            "cc_documents",
+            "--format",
+            "warc",
+            "--workers",
+            "2",
+            "--input",
+            str(sample_world / "crawls" / "sample" / "warc"),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cc_documents: in " in result.stdout
+    from_warc = {d["url"]: d["id"] for d in rows(out)}
+    from_wet = {d["url"]: d["id"] for d in rows(stages / "cc_documents" / "sample")}
+    common = from_warc.keys() & from_wet.keys()
+    assert len(common) >= 0.8 * len(from_wet)
+    assert all(from_warc[u] == from_wet[u] for u in common)
+
+    reasons = {d["url"]: d["reason"] for d in rows(out, dropped=True)}
+    kinds = {p["url"]: p["kind"] for p in planted(sample_world)}
+    assert all(reasons.get(u) == "non_html" for u, k in kinds.items() if k == "non_html")
+    bad_utf8 = [u for u, k in kinds.items() if k == "invalid_utf8"]
+    assert all(reasons.get(u) == "invalid_encoding" for u in bad_utf8)
+    short = [u for u, k in kinds.items() if k == "short"]
+    assert sum(reasons.get(u) == "too_short" for u in short) >= 0.9 * len(short)

@@ -1,0 +1,1 @@
+"""Trainer, data loader, launchers (the model and tokenizer issues)."""

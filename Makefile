@@ -24,7 +24,7 @@ demo: setup sample $(DAGSTER_HOME)/dagster.yaml
 	@echo "outputs in $(DATA)/stages/<asset>/$(PARTITION) (part-*.parquet, _dropped/, _manifest.json)."
 	@echo "Browse the assets and their metadata: make ui  (http://127.0.0.1:3000)"
 
-test: setup sample
+test: setup sample $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/pytest
 
 setup: $(VENV)/.installed $(BIN)/lmplz

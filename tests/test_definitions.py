@@ -1,5 +1,6 @@
 """The code location loads, validates, and wires every stage with its checks."""
 
+import os
 import subprocess
 import sys
 
@@ -9,10 +10,11 @@ from dagster import AssetKey
 from pipelines.definitions import defs
 
 
-def test_dagster_definitions_validate_passes():
+def test_dagster_definitions_validate_passes(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
         cwd=REPO,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=300,

@@ -108,6 +108,18 @@ def stage_run(stage, inputs, storage) -> int:
         return run_stage(stage, inputs, os.path.join(tmp, "out"), storage).n_in
 
 
+def warc_to_language(inputs, storage) -> int:
+    """WARC -> extraction -> language id, the chain DESIGN.md section 6 sets a target for."""
+    with tempfile.TemporaryDirectory() as tmp:
+        documents = os.path.join(tmp, "documents")
+        stage = CCDocuments(crawl="bench", input_format="warc")
+        n = run_stage(stage, inputs, documents, storage).n_in
+        run_stage(
+            LanguageId(), partition_shards(storage, documents), os.path.join(tmp, "l"), storage
+        )
+        return n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -147,6 +159,10 @@ def main() -> None:
     warc_stage = CCDocuments(crawl="bench", input_format="warc")
     t, n = best_of(1, lambda: stage_run(warc_stage, warc_inputs, storage))
     record("cc_documents (WARC, trafilatura)", t, n, f"{n / t / bare_rate:.2f}x bare trafilatura")
+    t, n = best_of(1, lambda: warc_to_language(warc_inputs, storage))
+    record(
+        "WARC -> cc_documents -> cc_language", t, n, f"{n / t / bare_rate:.2f}x bare trafilatura"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         documents = os.path.join(tmp, "documents")

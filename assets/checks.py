@@ -18,9 +18,12 @@ COUNTS_CONSERVE = "counts_conserve"
 OUTPUT_SCHEMA = "output_schema"
 
 
-def stage_check_specs(asset: str) -> list[AssetCheckSpec]:
+def stage_check_specs(asset: str, *extra: str) -> list[AssetCheckSpec]:
+    """The checks every stage carries, plus `extra` ones (name, asset-specific, described
+    where their results are computed)."""
     key = AssetKey(asset)
     return [
+        *(AssetCheckSpec(name, asset=key) for name in extra),
         AssetCheckSpec(
             COUNTS_CONSERVE,
             asset=key,

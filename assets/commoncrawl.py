@@ -1,7 +1,7 @@
-"""Common Crawl assets: archives -> documents -> language-identified documents.
+"""Common Crawl assets, CCNet order: archives -> documents -> line dedup -> language id -> ...
 
-Thin by design: each asset turns its config into a curation stage, finds its inputs and hands
-both to `materialize_stage`. All text logic lives in `curation/`.
+Thin by design: each asset turns its config into a curation stage and hands it to
+`run_stage_asset`/`run_downstream`. All text logic lives in `curation/`.
 """
 
 from typing import Literal
@@ -9,13 +9,14 @@ from typing import Literal
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
 from assets.checks import stage_check_specs
+from assets.ground_truth import BOILERPLATE_REMOVED, boilerplate_removed
 from assets.partitions import crawls
 from assets.resources import DataRoot, ShardExecutorResource
-from assets.stage_run import materialize_stage
+from assets.stage_run import run_downstream, run_stage_asset
 from curation.cc_documents import CCDocuments
-from curation.inputs import archive_shards, partition_shards
+from curation.inputs import archive_shards
 from curation.langid import LanguageId
-from curation.runner import read_manifest
+from curation.line_dedup import LineDedup
 
 GROUP = "commoncrawl"
 
@@ -25,6 +26,12 @@ class CCDocumentsConfig(Config):
     min_chars: int = CCDocuments.min_chars
     max_record_bytes: int = CCDocuments.max_record_bytes
     fast_extraction: bool = CCDocuments.fast_extraction
+    force: bool = False
+
+
+class LineDedupConfig(Config):
+    group_size: int = LineDedup.group_size
+    min_chars: int = LineDedup.min_chars
     force: bool = False
 
 
@@ -52,16 +59,40 @@ def cc_documents(
     are dropped with a reason."""
     crawl = context.partition_key
     stage = CCDocuments(crawl=crawl, **config.model_dump(exclude={"force"}))
-    inputs = archive_shards(
-        data_root.storage(), data_root.crawl_archives(crawl, config.input_format)
-    )
-    return materialize_stage(context, stage, inputs, data_root, shard_executor, config.force)
+    archives = data_root.crawl_archives(crawl, config.input_format)
+    inputs = archive_shards(data_root.storage(), archives)
+    run = run_stage_asset(context, stage, inputs, crawl, data_root, shard_executor, config.force)
+    return run.result()
 
 
 @asset(
     partitions_def=crawls,
     group_name=GROUP,
     deps=[cc_documents],
+    check_specs=stage_check_specs(LineDedup.name, BOILERPLATE_REMOVED),
+    code_version=LineDedup.version,
+    kinds={"parquet"},
+)
+def cc_line_dedup(
+    context: AssetExecutionContext,
+    config: LineDedupConfig,
+    data_root: DataRoot,
+    shard_executor: ShardExecutorResource,
+) -> MaterializeResult:
+    """CCNet line dedup: lines found in two or more documents of a group of shards are
+    removed everywhere; documents under `min_chars` afterwards are dropped."""
+    stage = LineDedup(**config.model_dump(exclude={"force"}))
+    run = run_downstream(context, stage, CCDocuments.name, data_root, shard_executor, config.force)
+    upstream = data_root.stage_dir(CCDocuments.name, context.partition_key)
+    return run.result(
+        checks=[boilerplate_removed(data_root, context.partition_key, run.output, upstream)]
+    )
+
+
+@asset(
+    partitions_def=crawls,
+    group_name=GROUP,
+    deps=[cc_line_dedup],
     check_specs=stage_check_specs(LanguageId.name),
     code_version=LanguageId.version,
     kinds={"parquet", "fasttext"},
@@ -74,15 +105,6 @@ def cc_language(
 ) -> MaterializeResult:
     """fastText lid.176 on each document (newlines removed); keeps language_score >= the
     threshold. The language histogram is in the metadata."""
-    storage = data_root.storage()
-    upstream_dir = data_root.stage_dir(CCDocuments.name, context.partition_key)
     stage = LanguageId(**config.model_dump(exclude={"force"}))
-    return materialize_stage(
-        context,
-        stage,
-        partition_shards(storage, upstream_dir),
-        data_root,
-        shard_executor,
-        config.force,
-        upstream=read_manifest(storage, upstream_dir),
-    )
+    run = run_downstream(context, stage, LineDedup.name, data_root, shard_executor, config.force)
+    return run.result()

@@ -4,43 +4,89 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
+from dagster import AssetCheckResult, AssetExecutionContext, MaterializeResult, MetadataValue
 
+from assets import plots
 from assets.checks import counts_conserve, output_schema
 from assets.resources import DataRoot, ShardExecutorResource
+from curation.inputs import partition_shards
 from curation.manifest import Manifest
-from curation.runner import current_manifest, run_stage
+from curation.runner import current_manifest, read_manifest, run_stage
 from curation.stage import ShardInput, Stage
 
 _BAR = 30
 
 
-def materialize_stage(
+@dataclass
+class StageRun:
+    """A finished stage run, before it becomes a MaterializeResult: assets add their own
+    metadata (plots, examples) and checks to it."""
+
+    manifest: Manifest
+    output: str
+    metadata: dict[str, Any]
+    checks: list[AssetCheckResult]
+
+    def result(self, metadata=None, checks=()) -> MaterializeResult:
+        return MaterializeResult(
+            metadata={**self.metadata, **(metadata or {})}, check_results=[*self.checks, *checks]
+        )
+
+
+def run_stage_asset(
     context: AssetExecutionContext,
     stage: Stage,
     inputs: Sequence[ShardInput],
+    partition: str,
     data_root: DataRoot,
     shard_executor: ShardExecutorResource,
     force: bool = False,
     upstream: Manifest | None = None,
-) -> MaterializeResult:
+) -> StageRun:
     storage = data_root.storage()
-    output = data_root.stage_dir(stage.name, context.partition_key)
+    output = data_root.stage_dir(stage.name, partition)
     reused = not force and current_manifest(stage, inputs, output, storage) is not None
     started = time.perf_counter()
     manifest = run_stage(stage, inputs, output, storage, shard_executor.executor(), force=force)
     seconds = time.perf_counter() - started
     context.log.info(
-        f"{stage.name}[{context.partition_key}]: in {manifest.n_in}, kept {manifest.kept}, "
+        f"{stage.name}[{partition}]: in {manifest.n_in}, kept {manifest.kept}, "
         f"dropped {manifest.dropped} -> {output}" + (" (up to date, reused)" if reused else "")
     )
-    return MaterializeResult(
-        metadata={**stage_metadata(manifest, output, seconds), "reused": reused},
-        check_results=[
+    return StageRun(
+        manifest,
+        output,
+        {
+            **stage_metadata(manifest, output, seconds),
+            "reused": reused,
+            "funnel": plots.save_png(plots.funnel(manifest), storage, output, "funnel"),
+        },
+        [
             counts_conserve(storage, output, manifest, upstream.kept if upstream else None),
             output_schema(storage, output, manifest, stage.output_schema),
         ],
+    )
+
+
+def run_downstream(
+    context: AssetExecutionContext,
+    stage: Stage,
+    upstream_asset: str,
+    data_root: DataRoot,
+    shard_executor: ShardExecutorResource,
+    force: bool = False,
+) -> StageRun:
+    """Run `stage` over the kept rows of the same partition of `upstream_asset`."""
+    storage = data_root.storage()
+    partition = context.partition_key
+    upstream_dir = data_root.stage_dir(upstream_asset, partition)
+    inputs = partition_shards(storage, upstream_dir)
+    upstream = read_manifest(storage, upstream_dir)
+    return run_stage_asset(
+        context, stage, inputs, partition, data_root, shard_executor, force, upstream
     )
 
 

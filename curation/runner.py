@@ -6,7 +6,8 @@ Layout of a finished partition:
     <output>/_dropped/part-NNNNN.parquet  dropped rows with stage and reason
     <output>/_manifest.json               counts, config, fingerprints (see manifest.py)
 
-Work happens in a sibling staging directory `.<name>.staging`. Each finished shard commits a
+Work happens in a sibling staging directory `.<name>.staging`. A stage with a global pass
+(`Stage.prepare`) writes its state under `_prepare/` there first. Each finished shard commits a
 small record file there; a killed run that is started again with the same fingerprint only
 processes the shards without one. When every shard is done the manifest is written and the
 staging directory is renamed over the output: readers see the old partition or the new one,
@@ -40,6 +41,7 @@ from curation.storage import Storage
 CODE_VERSION = "0.1.0"
 _RUN_FILE = "_run.json"
 _SHARDS_DIR = "_shards"
+_PREPARE_DIR = "_prepare"
 
 
 def staging_path(output: str, suffix: str = "staging") -> str:
@@ -91,11 +93,14 @@ def run_stage(
     run_fp = run_fingerprint(stage, inputs)
 
     staging = staging_path(output)
+    executor = executor or LocalExecutor(1)
     records = _resume(storage, staging, run_fp)
-    task = _ShardTask(stage, storage, staging)
     todo = [(i, shard) for i, shard in enumerate(inputs) if i not in records]
-    for record in (executor or LocalExecutor(1)).map_unordered(task, todo):
-        records[record.index] = record
+    if todo:
+        prepared = stage.prepare(inputs, storage, posixpath.join(staging, _PREPARE_DIR), executor)
+        task = _ShardTask(prepared, storage, staging)
+        for record in executor.map_unordered(task, todo):
+            records[record.index] = record
 
     manifest = Manifest(
         stage=stage.name,
@@ -106,6 +111,7 @@ def run_stage(
         shards=[records[i] for i in range(len(inputs))],
     )
     storage.remove_tree(posixpath.join(staging, _SHARDS_DIR))
+    storage.remove_tree(posixpath.join(staging, _PREPARE_DIR))
     storage.fs.delete_file(posixpath.join(staging, _RUN_FILE))
     storage.write_bytes(posixpath.join(staging, MANIFEST_NAME), manifest.to_json().encode())
     _publish(storage, staging, output)

@@ -12,6 +12,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -42,6 +43,12 @@ class ShardOutput:
     histograms: Histograms = field(default_factory=dict)
 
 
+def state_field() -> Any:
+    """A stage field that carries run state (set by `prepare`), not configuration: it is
+    left out of `config()` and so out of the fingerprint."""
+    return field(default="", metadata={"config": False})
+
+
 @dataclass(frozen=True)
 class Stage(ABC):
     """Base of every stage. Subclasses are frozen dataclasses whose fields are the config."""
@@ -51,7 +58,20 @@ class Stage(ABC):
     output_schema: ClassVar[pa.Schema]
 
     def config(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {
+            f.name: dataclasses.asdict(self)[f.name]
+            for f in dataclasses.fields(self)
+            if f.metadata.get("config", True)
+        }
+
+    def prepare(
+        self, inputs: Sequence[ShardInput], storage: Storage, workdir: str, executor: Any
+    ) -> Stage:
+        """A global pass before the per-shard map, for rules that look across shards (line
+        hashes of a group, first occurrences of a span). It writes what `process` needs under
+        `workdir` and returns the stage to map with, usually `replace(self, workdir=workdir)`
+        on a `state_field`. The default stage is purely per shard."""
+        return self
 
     @abstractmethod
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:

@@ -7,8 +7,11 @@ to a Dagster instance (imported lazily, so the rest starts fast).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,42 +23,30 @@ from curation.stage import ShardInput, Stage
 from curation.storage import Storage
 
 
-def _cc_documents(args: argparse.Namespace) -> Stage:
-    from curation.cc_documents import CCDocuments
-
-    return CCDocuments(
-        crawl=args.crawl,
-        input_format=args.format,
-        min_chars=args.min_chars,
-        fast_extraction=args.fast,
-    )
-
-
-def _cc_language(args: argparse.Namespace) -> Stage:
-    from curation.langid import LanguageId
-
-    return LanguageId(model=args.model, threshold=args.threshold)
-
-
 def _archives(storage: Storage, path: str) -> list[ShardInput]:
     return archive_shards(storage, path) if os.path.isdir(path) else [file_shard(storage, path)]
 
 
-# stage name -> (build the stage from arguments, find its input shards)
-STAGES: dict[str, tuple[Callable[[argparse.Namespace], Stage], Callable]] = {
-    "cc_documents": (_cc_documents, _archives),
-    "cc_language": (_cc_language, partition_shards),
-}
+def _stages() -> dict[str, tuple[type[Stage], Callable]]:
+    """Stage name -> (stage class, how to find its input shards). Imported on use."""
+    from curation.cc_documents import CCDocuments
+    from curation.langid import LanguageId
+    from curation.line_dedup import LineDedup
+
+    return {
+        CCDocuments.name: (CCDocuments, _archives),
+        LineDedup.name: (LineDedup, partition_shards),
+        LanguageId.name: (LanguageId, partition_shards),
+    }
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    build, find_inputs = STAGES[args.name]
+    cls, find_inputs = _stages()[args.name]
+    stage = cls(**{name: getattr(args, name) for name in _config_fields(cls)})
     storage = Storage("/")
     inputs = find_inputs(storage, os.path.abspath(args.input))
     output = os.path.abspath(args.output)
-    manifest = run_stage(
-        build(args), inputs, output, storage, LocalExecutor(args.workers), args.force
-    )
+    manifest = run_stage(stage, inputs, output, storage, LocalExecutor(args.workers), args.force)
     _print_summary(manifest, output)
     return 0
 
@@ -103,14 +94,39 @@ def cmd_crawls_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stage_parser(stages, name: str, input_help: str) -> argparse.ArgumentParser:
-    parser = stages.add_parser(name, help=f"run {name}")
+def _config_fields(cls: type[Stage]) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("config", True)}
+
+
+def _add_stage_parser(stages, cls: type[Stage], input_help: str) -> None:
+    """Options straight from the stage's config fields, so the CLI never drifts from them."""
+    parser = stages.add_parser(cls.name, help=(cls.__doc__ or "").strip().split("\n")[0])
     parser.add_argument("--input", required=True, help=input_help)
     parser.add_argument("--output", required=True, help="partition directory to write")
     parser.add_argument("--workers", type=int, default=0, help="processes (0: every CPU)")
     parser.add_argument("--force", action="store_true", help="recompute even if up to date")
+    hints = typing.get_type_hints(cls)
+    for name, field in _config_fields(cls).items():
+        flag = "--" + name.replace("_", "-")
+        hint = hints[name]
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            parser.add_argument(flag, dest=name, required=True, type=str)
+            continue
+        if hint is bool:
+            parser.add_argument(
+                flag, dest=name, default=default, action=argparse.BooleanOptionalAction
+            )
+        elif hint in (int, float, str):
+            parser.add_argument(flag, dest=name, default=default, type=hint)
+        elif typing.get_origin(hint) is typing.Literal:
+            parser.add_argument(flag, dest=name, default=default, choices=typing.get_args(hint))
+        else:  # containers: JSON on the command line
+            parser.add_argument(flag, dest=name, default=default, type=json.loads, help="JSON")
     parser.set_defaults(func=cmd_stage)
-    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,14 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     stage = commands.add_parser("stage", help="run one curation stage on local files")
     stages = stage.add_subparsers(dest="name", required=True)
-    documents = _stage_parser(stages, "cc_documents", "archive file or directory of archives")
-    documents.add_argument("--crawl", default="local", help="crawl name recorded in meta")
-    documents.add_argument("--format", choices=["wet", "warc"], default="wet")
-    documents.add_argument("--min-chars", type=int, default=300)
-    documents.add_argument("--fast", action="store_true", help="trafilatura without fallbacks")
-    language = _stage_parser(stages, "cc_language", "a cc_documents partition directory")
-    language.add_argument("--model", default="bundled:lid.176.ftz", help="fastText lid model")
-    language.add_argument("--threshold", type=float, default=0.5)
+    for cls, find_inputs in _stages().values():
+        source = "archive file or directory" if find_inputs is _archives else "partition dir"
+        _add_stage_parser(stages, cls, f"input: {source}")
 
     show = commands.add_parser("show", help="summarize finished partitions from their manifests")
     show.add_argument("partitions", nargs="+", help="partition directories")

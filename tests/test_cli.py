@@ -23,8 +23,10 @@ def test_documents_then_language_from_the_command_line(tmp_path):
     first = llamapipe(
         "stage",
         "cc_documents",
-        "--format",
+        "--input-format",
         "warc",
+        "--crawl",
+        "test",
         "--input",
         str(archive),
         "--output",

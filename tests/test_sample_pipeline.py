@@ -18,6 +18,7 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
+STAGES = ["cc_documents", "cc_line_dedup", "cc_language"]
 
 
 def planted(sample: Path) -> list[dict]:
@@ -71,7 +72,7 @@ def materialized(sample_world, tmp_path_factory):
 def test_every_stage_conserves_counts_and_its_checks_pass(materialized):
     home, stages = materialized
     upstream_kept = None
-    for stage in ["cc_documents", "cc_language"]:
+    for stage in STAGES:
         manifest = json.loads((stages / stage / "sample" / "_manifest.json").read_text())
         counts = manifest["counts"]
         kept, dropped = rows(stages / stage / "sample"), rows(stages / stage / "sample", True)
@@ -86,11 +87,11 @@ def test_every_stage_conserves_counts_and_its_checks_pass(materialized):
         evaluations = instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
         checks = [e.dagster_event.event_specific_data for e in evaluations]
         results = {(c.asset_key.path[0], c.check_name): c.passed for c in checks}
-        assert results == {
-            (stage, check): True
-            for stage in ["cc_documents", "cc_language"]
-            for check in ["counts_conserve", "output_schema"]
+        expected = {
+            (stage, c): True for stage in STAGES for c in ["counts_conserve", "output_schema"]
         }
+        expected[("cc_line_dedup", "planted_boilerplate_removed")] = True
+        assert results == expected
         event = instance.get_latest_materialization_event(AssetKey("cc_language"))
         metadata = event.asset_materialization.metadata
         assert "| en |" in metadata["language"].value
@@ -133,8 +134,10 @@ def test_warc_reader_gives_the_same_ids_as_wet_via_the_cli(materialized, sample_
             BIN / "llamapipe",
             "stage",
             "cc_documents",
-            "--format",
+            "--input-format",
             "warc",
+            "--crawl",
+            "sample",
             "--workers",
             "2",
             "--input",

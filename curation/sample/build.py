@@ -17,18 +17,22 @@ import re
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from curation.sample import readme
 from curation.sample.crawl import plan_captures, write_crawl, write_jsonl
 from curation.sample.debian import REFERENCE_LANGS, fetch_all
+from curation.sample.planted import Capture
+from curation.sample.sites import SITES, boilerplate_lines
 from curation.sample.sources import collect
 from curation.sample.wiki import CitedPage, choose_cited, write_wiki
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 STAMP = "_sample.json"
 _TITLE = re.compile(rb"<title>(.*?)</title>", re.DOTALL)
 
@@ -93,6 +97,17 @@ def build_sample_world(
     return out_dir
 
 
+def _boilerplate(captures: list[Capture]) -> Iterator[dict]:
+    """Ground truth for line dedup: the template lines of every (site, language) crawled."""
+    pairs = {
+        (urlsplit(c.url).netloc, c.language) for c in captures if c.kind == "page" and c.language
+    }
+    for host, lang in sorted(pairs):
+        if host in SITES:
+            for line in boilerplate_lines(SITES[host], lang):
+                yield {"host": host, "lang": lang, "line": line}
+
+
 def _build(root: Path, packages: dict, seed: int, max_pages: int | None) -> None:
     corpus = collect(packages, random.Random(f"{seed}:sources"), max_pages)
     captures, truncated = plan_captures(
@@ -100,6 +115,7 @@ def _build(root: Path, packages: dict, seed: int, max_pages: int | None) -> None
     )
     crawl_dir = root / "crawls" / "sample"
     rows = write_crawl(captures, truncated, crawl_dir, seed, random.Random(f"{seed}:crawl"))
+    write_jsonl(crawl_dir / "boilerplate.jsonl", _boilerplate(captures))
 
     # Wikipedia cites about 30% of each wiki language's real pages.
     wiki_rng = random.Random(f"{seed}:wiki")

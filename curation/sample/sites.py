@@ -417,3 +417,12 @@ def html_to_text(body: bytes) -> bytes:
     title = _WS.sub(" ", "".join(parser.title)).strip()
     lines = [title, *parser.lines] if title else parser.lines
     return "\n".join(lines).encode("utf-8", errors="surrogateescape")
+
+
+def boilerplate_lines(site: Site, lang: str) -> list[str]:
+    """The WET lines the site template adds to every page (cookie banner, header, nav,
+    footer): the planted boilerplate that line dedup must remove."""
+    sentinel = "\x00sentinel\x00"
+    page = render_page(site, lang, sentinel, sentinel, "")
+    lines = html_to_text(page.encode()).decode().split("\n")
+    return [line for line in lines if line.strip() and sentinel not in line]

@@ -1,0 +1,91 @@
+"""PNG plots for asset metadata: embedded in the web UI and written beside the outputs.
+
+Plots go to `<partition>.plots/` next to the partition directory, not inside it: the
+partition is published atomically by the runner and stays byte-identical across runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import posixpath
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+from dagster import MetadataValue  # noqa: E402
+
+from curation.manifest import Manifest  # noqa: E402
+from curation.storage import Storage  # noqa: E402
+
+
+def plots_dir(output: str) -> str:
+    return output.rstrip("/") + ".plots"
+
+
+def save_png(figure, storage: Storage, output: str, name: str) -> MetadataValue:
+    """Write the figure as `<output>.plots/<name>.png` and return it as inline markdown."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    plt.close(figure)
+    data = buffer.getvalue()
+    directory = plots_dir(output)
+    storage.makedirs(directory)
+    path = posixpath.join(directory, f"{name}.png")
+    storage.write_bytes(path, data)
+    encoded = base64.b64encode(data).decode()
+    return MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})\n\n`{path}`")
+
+
+def funnel(manifest: Manifest):
+    """Documents in, kept, and dropped by reason, as horizontal bars."""
+    labels = ["in", "kept", *(f"dropped: {r}" for r in manifest.dropped)]
+    values = [manifest.n_in, manifest.kept, *manifest.dropped.values()]
+    figure, axis = plt.subplots(figsize=(7, 0.45 * len(labels) + 1))
+    colors = ["#4c72b0", "#55a868", *["#c44e52"] * len(manifest.dropped)]
+    axis.barh(labels[::-1], values[::-1], color=colors[::-1])
+    for y, value in enumerate(values[::-1]):
+        axis.text(value, y, f" {value}", va="center")
+    axis.set_title(f"{manifest.stage}: funnel")
+    axis.set_xlabel("documents")
+    return figure
+
+
+def histograms(
+    values: Mapping[str, Sequence[float]],
+    title: str,
+    xlabel: str,
+    cutoffs: Mapping[str, Sequence[float]] | None = None,
+    log_x: bool = False,
+):
+    """One small histogram per group (language, label), with vertical cutoff lines."""
+    groups = sorted(values)
+    columns = min(4, max(1, len(groups)))
+    rows = (len(groups) + columns - 1) // columns or 1
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False)
+    for axis, group in zip(axes.flat, groups, strict=False):
+        data = [v for v in values[group] if v > 0] if log_x else list(values[group])
+        if data:
+            bins = _log_bins(data) if log_x else 30
+            axis.hist(data, bins=bins, color="#4c72b0")
+        if log_x:
+            axis.set_xscale("log")
+        for cut in (cutoffs or {}).get(group, []):
+            axis.axvline(cut, color="#c44e52", linestyle="--")
+        axis.set_title(f"{group} (n={len(values[group])})", fontsize=9)
+        axis.set_xlabel(xlabel, fontsize=8)
+    for axis in list(axes.flat)[len(groups) :]:
+        axis.axis("off")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def _log_bins(data: Sequence[float]) -> list[float]:
+    low, high = min(data), max(data)
+    if high <= low:
+        return [low * 0.9, high * 1.1]
+    ratio = (high / low) ** (1 / 30)
+    return [low * ratio**i for i in range(31)]

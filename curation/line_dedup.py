@@ -1,0 +1,177 @@
+"""`cc_line_dedup`: CCNet's line-level deduplication within groups of shards.
+
+A line whose normalized form appears in two or more documents of the same group of shards is
+boilerplate (navigation, footers, cookie banners) and is removed from every document, the
+first occurrence included. A line repeated inside one document keeps its first occurrence.
+Documents shorter than `min_chars` afterwards are dropped.
+
+Two passes, memory bounded by one group: `prepare` hashes every line (SHA-1 of the normalized
+line, first 8 bytes, as a uint64) into one numpy file per shard, then per group counts the
+documents containing each hash (`np.unique`) and keeps the sorted array of duplicates.
+`process` reloads a shard's hashes and drops lines found in its group's array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import posixpath
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curation.documents import DOCUMENT_SCHEMA, drop_rows
+from curation.normalize import dedup_key
+from curation.stage import ShardInput, ShardOutput, Stage, state_field
+from curation.storage import Storage
+
+_GROUPS_FILE = "groups.json"
+_EXAMPLES = 20
+
+
+def line_hash(line: str) -> int:
+    return int.from_bytes(hashlib.sha1(dedup_key(line).encode()).digest()[:8], "little")
+
+
+def hash_lines(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """All line hashes of all documents, concatenated, and the number of lines per document."""
+    counts = np.zeros(len(texts), dtype=np.int64)
+    hashes: list[int] = []
+    for i, text in enumerate(texts):
+        lines = text.split("\n")
+        counts[i] = len(lines)
+        hashes.extend(line_hash(line) for line in lines)
+    return np.array(hashes, dtype=np.uint64), counts
+
+
+def _hashes_path(workdir: str, shard: ShardInput) -> str:
+    return posixpath.join(workdir, f"{shard.name}.lines.npz")
+
+
+def _group_path(workdir: str, group: int) -> str:
+    return posixpath.join(workdir, f"group-{group:05d}.duplicates.npy")
+
+
+def _save(storage: Storage, path: str, write: Any) -> None:
+    buffer = io.BytesIO()
+    write(buffer)
+    storage.write_bytes(path, buffer.getvalue())
+
+
+def _load(storage: Storage, path: str) -> Any:
+    return np.load(io.BytesIO(storage.read_bytes(path)))
+
+
+@dataclass(frozen=True)
+class _HashShard:
+    """Map step of `prepare`: one shard's line hashes to a file; picklable for pools."""
+
+    storage: Storage
+    workdir: str
+
+    def __call__(self, shard: ShardInput) -> str:
+        path = _hashes_path(self.workdir, shard)
+        if not self.storage.exists(path):  # a resumed run keeps finished shards
+            texts = pq.read_table(shard.path, filesystem=self.storage.fs, columns=["text"])
+            hashes, counts = hash_lines(texts.column("text").to_pylist())
+            _save(self.storage, path, lambda f: np.savez(f, hashes=hashes, counts=counts))
+        return shard.name
+
+
+def duplicated_hashes(per_shard: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Sorted hashes present in two or more documents of the group."""
+    per_document = []
+    for hashes, counts in per_shard:
+        documents = np.repeat(np.arange(len(counts)), counts)
+        pairs = np.unique(np.stack([documents.astype(np.uint64), hashes]), axis=1)
+        per_document.append(pairs[1])
+    if not per_document:
+        return np.array([], dtype=np.uint64)
+    values, seen = np.unique(np.concatenate(per_document), return_counts=True)
+    return values[seen >= 2]
+
+
+@dataclass(frozen=True)
+class LineDedup(Stage):
+    name: ClassVar[str] = "cc_line_dedup"
+    version: ClassVar[str] = "1"
+    output_schema: ClassVar[pa.Schema] = DOCUMENT_SCHEMA
+
+    group_size: int = 50
+    min_chars: int = 300
+    workdir: str = state_field()
+
+    def prepare(self, inputs, storage, workdir, executor) -> LineDedup:
+        storage.makedirs(workdir)
+        list(executor.map_unordered(_HashShard(storage, workdir), inputs))
+        groups = {}
+        for group, start in enumerate(range(0, len(inputs), self.group_size)):
+            members = inputs[start : start + self.group_size]
+            loaded = [_load(storage, _hashes_path(workdir, s)) for s in members]
+            duplicates = duplicated_hashes([(f["hashes"], f["counts"]) for f in loaded])
+            _save(storage, _group_path(workdir, group), lambda f, d=duplicates: np.save(f, d))
+            groups.update({s.name: group for s in members})
+        storage.write_bytes(posixpath.join(workdir, _GROUPS_FILE), json.dumps(groups).encode())
+        return dataclasses.replace(self, workdir=workdir)
+
+    def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
+        table = pq.read_table(shard.path, filesystem=storage.fs)
+        groups = json.loads(storage.read_bytes(posixpath.join(self.workdir, _GROUPS_FILE)))
+        duplicates = _load(storage, _group_path(self.workdir, groups[shard.name]))
+        saved = _load(storage, _hashes_path(self.workdir, shard))
+        hashes, counts = saved["hashes"], saved["counts"]
+        is_duplicate = np.isin(hashes, duplicates)
+
+        texts, keep, stats, removed = [], [], Counter(), Counter()
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        for i, text in enumerate(table.column("text").to_pylist()):
+            lines = text.split("\n")
+            span = slice(offsets[i], offsets[i + 1])
+            kept = _kept_lines(lines, hashes[span], is_duplicate[span], stats, removed)
+            texts.append("\n".join(kept))
+            keep.append(len(texts[-1]) >= self.min_chars)
+
+        table = table.set_column(
+            table.schema.get_field_index("text"), "text", pa.array(texts, pa.string())
+        )
+        mask = pa.array(keep)
+        short = table.filter(pc.invert(mask))
+        return ShardOutput(
+            n_in=table.num_rows,
+            kept=table.filter(mask),
+            dropped=drop_rows(short, self.name, ["too_short_after_dedup"] * short.num_rows),
+            histograms={
+                "lines": stats,
+                "removed_lines": Counter(dict(removed.most_common(_EXAMPLES))),
+            },
+        )
+
+
+def _kept_lines(
+    lines: list[str],
+    hashes: np.ndarray,
+    duplicate: np.ndarray,
+    stats: Counter[str],
+    removed: Counter[str],
+) -> list[str]:
+    kept, seen = [], set()
+    for line, h, dup in zip(lines, hashes.tolist(), duplicate.tolist(), strict=True):
+        if dup:
+            stats["removed_duplicate"] += 1
+            if line.strip():
+                removed[line.strip()[:100]] += 1
+        elif h in seen:
+            stats["removed_repeat_in_document"] += 1
+        else:
+            seen.add(h)
+            kept.append(line)
+            stats["kept"] += 1
+    return kept

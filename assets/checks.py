@@ -6,10 +6,12 @@ that loses rows between processing and writing, or a manifest that lies, fails i
 
 from __future__ import annotations
 
+import math
 import posixpath
 
+import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
 from curation.manifest import DROPPED_DIR, Manifest
 from curation.storage import Storage
@@ -84,5 +86,49 @@ def output_schema(storage: Storage, output: str, manifest: Manifest, expected) -
         metadata={
             "columns": ", ".join(expected.names),
             "mismatched_parts": ", ".join(wrong) or "none",
+        },
+    )
+
+
+PERPLEXITY_ORDERED = "perplexity_buckets_ordered"
+
+
+def read_all_rows(storage: Storage, output: str, columns: list[str]) -> pa.Table:
+    """Kept and dropped rows of a partition together (the dropped ones carry the same
+    annotation columns), for checks that look at what a stage decided on every document."""
+    kept = pq.read_table(output, filesystem=storage.fs, columns=columns)
+    dropped_dir = posixpath.join(output, DROPPED_DIR)
+    dropped = pq.read_table(dropped_dir, filesystem=storage.fs, columns=columns)
+    return pa.concat_tables([kept, dropped.cast(kept.schema)])
+
+
+def perplexity_ordered(scored: pa.Table) -> AssetCheckResult:
+    """Mean perplexity of head < middle < tail, per language that has all three buckets."""
+    means: dict[str, dict[str, float]] = {}
+    rows = zip(
+        scored.column("language").to_pylist(),
+        scored.column("bucket").to_pylist(),
+        scored.column("perplexity").to_pylist(),
+        strict=True,
+    )
+    sums: dict[tuple[str, str], list[float]] = {}
+    for language, bucket, perplexity in rows:
+        if perplexity is not None and math.isfinite(perplexity):
+            sums.setdefault((language, bucket), []).append(perplexity)
+    for (language, bucket), values in sums.items():
+        means.setdefault(language, {})[bucket] = sum(values) / len(values)
+    order = ("head", "middle", "tail")
+    complete = {lang: m for lang, m in means.items() if all(b in m for b in order)}
+    wrong = [lang for lang, m in complete.items() if not m["head"] < m["middle"] < m["tail"]]
+    table = ["| language | head | middle | tail |", "|---|---:|---:|---:|"]
+    for lang, m in sorted(complete.items()):
+        table.append(f"| {lang} | " + " | ".join(f"{m[b]:.1f}" for b in order) + " |")
+    return AssetCheckResult(
+        check_name=PERPLEXITY_ORDERED,
+        passed=bool(complete) and not wrong,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "mean_perplexity": MetadataValue.md("\n".join(table)),
+            "languages_out_of_order": ", ".join(sorted(wrong)) or "none",
         },
     )

@@ -75,3 +75,28 @@ def boilerplate_removed(
             "unique_lines_lost": unique_lost,
         },
     )
+
+
+SPAM_REMOVED = "planted_spam_removed"
+SPAM_KINDS = ("spam", "lorem")
+
+
+def spam_removed(data_root: DataRoot, crawl: str, output: str, name: str) -> AssetCheckResult:
+    """No planted spam or lorem-ipsum page is among the kept documents of `output` (they
+    are dropped here or by an earlier stage)."""
+    planted = _truth(data_root, crawl, PLANTED_FILE)
+    if planted is None:
+        return _no_truth(name)
+    spam = {row["url"] for row in planted if row["kind"] in SPAM_KINDS}
+    table = pq.read_table(output, filesystem=data_root.storage().fs, columns=["url"])
+    left = sorted(spam & set(table.column("url").to_pylist()))
+    return AssetCheckResult(
+        check_name=name,
+        passed=not left,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "planted_spam_and_lorem": len(spam),
+            "still_kept": len(left),
+            "examples": ", ".join(left[:5]) or "none",
+        },
+    )

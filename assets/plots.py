@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 from dagster import MetadataValue  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from curation.manifest import Manifest  # noqa: E402
 from curation.storage import Storage  # noqa: E402
@@ -72,6 +73,7 @@ def histograms(
             axis.hist(data, bins=bins, color="#4c72b0")
         if log_x:
             axis.set_xscale("log")
+            axis.xaxis.set_minor_formatter(NullFormatter())  # major ticks only: readable
         for cut in (cutoffs or {}).get(group, []):
             axis.axvline(cut, color="#c44e52", linestyle="--")
         axis.set_title(f"{group} (n={len(values[group])})", fontsize=9)

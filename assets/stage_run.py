@@ -45,9 +45,11 @@ def run_stage_asset(
     shard_executor: ShardExecutorResource,
     force: bool = False,
     upstream: Manifest | None = None,
+    asset_name: str | None = None,
 ) -> StageRun:
+    """Run `stage` into `stages/<asset_name or stage.name>/<partition>` and report it."""
     storage = data_root.storage()
-    output = data_root.stage_dir(stage.name, partition)
+    output = data_root.stage_dir(asset_name or stage.name, partition)
     reused = not force and current_manifest(stage, inputs, output, storage) is not None
     started = time.perf_counter()
     manifest = run_stage(stage, inputs, output, storage, shard_executor.executor(), force=force)
@@ -78,6 +80,7 @@ def run_downstream(
     data_root: DataRoot,
     shard_executor: ShardExecutorResource,
     force: bool = False,
+    asset_name: str | None = None,
 ) -> StageRun:
     """Run `stage` over the kept rows of the same partition of `upstream_asset`."""
     storage = data_root.storage()
@@ -86,7 +89,7 @@ def run_downstream(
     inputs = partition_shards(storage, upstream_dir)
     upstream = read_manifest(storage, upstream_dir)
     return run_stage_asset(
-        context, stage, inputs, partition, data_root, shard_executor, force, upstream
+        context, stage, inputs, partition, data_root, shard_executor, force, upstream, asset_name
     )
 
 

@@ -14,19 +14,22 @@ from curation.stage import ShardInput
 from curation.storage import Storage
 
 ARCHIVE_SUFFIXES = (".warc.gz", ".warc", ".warc.wet.gz", ".wet.gz", ".wet")
+WIKI_DUMP_SUFFIXES = (".xml.bz2", ".xml")
 
 
 class MissingInput(FileNotFoundError):
     """An input path that does not exist or holds nothing to read."""
 
 
-def archive_shards(storage: Storage, directory: str) -> list[ShardInput]:
-    """Every WARC/WET archive directly in `directory`, in name order."""
+def archive_shards(
+    storage: Storage, directory: str, suffixes: tuple[str, ...] = ARCHIVE_SUFFIXES
+) -> list[ShardInput]:
+    """Every raw input file (WARC/WET archives by default) directly in `directory`, by name."""
     if not storage.is_dir(directory):
         raise MissingInput(f"input directory does not exist: {directory}")
-    paths = [p for p in storage.list_files(directory) if p.endswith(ARCHIVE_SUFFIXES)]
+    paths = [p for p in storage.list_files(directory) if p.endswith(suffixes)]
     if not paths:
-        raise MissingInput(f"no archives ({', '.join(ARCHIVE_SUFFIXES)}) in {directory}")
+        raise MissingInput(f"no input files ({', '.join(suffixes)}) in {directory}")
     return [file_shard(storage, p) for p in paths]
 
 

@@ -60,7 +60,8 @@ def predict_languages(model, texts: list[str]) -> tuple[list[str], np.ndarray]:
 
 @dataclass(frozen=True)
 class LanguageId(Stage):
-    """Annotate `language`/`language_score`; keep documents scoring at least `threshold`."""
+    """Annotate `language`/`language_score`; keep documents scoring at least `threshold`
+    and, when `languages` is not empty, only those languages (C4 keeps English)."""
 
     name: ClassVar[str] = "cc_language"
     version: ClassVar[str] = "1"
@@ -68,6 +69,7 @@ class LanguageId(Stage):
 
     model: str = BUNDLED_MODEL
     threshold: float = 0.5
+    languages: tuple[str, ...] = ()
 
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
         table = pq.read_table(
@@ -77,14 +79,17 @@ class LanguageId(Stage):
         languages, scores = predict_languages(model, table.column("text").to_pylist())
         table = table.append_column(LANGUAGE_FIELDS[0], pa.array(languages, pa.string()))
         table = table.append_column(LANGUAGE_FIELDS[1], pa.array(scores, pa.float32()))
-        keep = pc.greater_equal(table.column("language_score"), self.threshold)
-        kept, low = table.filter(keep), table.filter(pc.invert(keep))
+        confident = np.asarray(pc.greater_equal(table.column("language_score"), self.threshold))
+        selected = np.array([not self.languages or lang in self.languages for lang in languages])
+        reasons = np.where(~confident, "low_language_score", "language_not_selected")
+        keep = confident & selected
+        kept, dropped = table.filter(pa.array(keep)), table.filter(pa.array(~keep))
         return ShardOutput(
             n_in=table.num_rows,
             kept=kept,
-            dropped=drop_rows(low, self.name, ["low_language_score"] * low.num_rows),
+            dropped=drop_rows(dropped, self.name, reasons[~keep].tolist()),
             histograms={
                 "language": Counter(kept.column("language").to_pylist()),
-                "dropped_language": Counter(low.column("language").to_pylist()),
+                "dropped_language": Counter(dropped.column("language").to_pylist()),
             },
         )

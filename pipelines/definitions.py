@@ -2,14 +2,14 @@
 
 from dagster import Definitions, load_assets_from_modules, multiprocess_executor
 
-from assets import commoncrawl
+from assets import commoncrawl, reference
 from curation.executor import available_cpus
-from pipelines.jobs import commoncrawl_job
+from pipelines.jobs import JOBS
 from pipelines.resources import RESOURCES
 
 defs = Definitions(
-    assets=load_assets_from_modules([commoncrawl]),
-    jobs=[commoncrawl_job],
+    assets=load_assets_from_modules([commoncrawl, reference]),
+    jobs=JOBS,
     resources=RESOURCES,
     # The multiprocess executor sizes itself from the host's cores, not the container's
     # quota; say how many steps may run at once.

@@ -1,10 +1,25 @@
-"""Jobs: named selections of the asset graph that people and CI run."""
+"""Jobs: named selections of the asset graph that people and CI run, in this order on a new
+deployment: `reference` (Wikipedia text), `perplexity_models` (one run per language
+partition), then `commoncrawl` (one run per crawl partition)."""
 
 from dagster import AssetSelection, define_asset_job
 
-# Everything per crawl that exists so far: ingest and language id.
+reference_job = define_asset_job(
+    "reference",
+    selection=AssetSelection.assets("wikipedia"),
+    description="Wikipedia exports -> clean article text per language.",
+)
+
+perplexity_models_job = define_asset_job(
+    "perplexity_models",
+    selection=AssetSelection.assets("lm_tokenizer", "kenlm_model"),
+    description="Per language partition: SentencePiece + KenLM 5-gram on Wikipedia text.",
+)
+
 commoncrawl_job = define_asset_job(
     "commoncrawl",
     selection=AssetSelection.groups("commoncrawl"),
-    description="Ingest one crawl partition: archives -> documents -> language id.",
+    description="One crawl partition through CCNet and RedPajama's CommonCrawl processing.",
 )
+
+JOBS = [reference_job, perplexity_models_job, commoncrawl_job]

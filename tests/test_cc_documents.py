@@ -91,5 +91,5 @@ def test_a_missing_input_path_is_a_clear_error(storage, tmp_path):
     with pytest.raises(MissingInput, match="does not exist: .*/nowhere"):
         archive_shards(storage, str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MissingInput, match="no archives"):
+    with pytest.raises(MissingInput, match="no input files"):
         archive_shards(storage, str(tmp_path / "empty"))

@@ -39,3 +39,11 @@ def test_threshold_is_configurable(storage, tmp_path):
     shard = write_docs(tmp_path / "docs.parquet", [ENGLISH, "1234 5678 ::: ;;"])
     manifest = run_stage(LanguageId(threshold=0.0), [shard], str(tmp_path / "lang"), storage)
     assert manifest.kept == 2
+
+
+def test_languages_selects_which_confident_languages_are_kept(storage, tmp_path):
+    shard = write_docs(tmp_path / "docs.parquet", [ENGLISH, FRENCH, "1234 5678 ::: ;;"])
+    out = str(tmp_path / "lang")
+    manifest = run_stage(LanguageId(languages=("en",)), [shard], out, storage)
+    assert pq.read_table(f"{out}/part-00000.parquet").column("language").to_pylist() == ["en"]
+    assert manifest.dropped == {"language_not_selected": 1, "low_language_score": 1}

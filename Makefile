@@ -13,16 +13,26 @@ export LLAMAPIPE_DATA_ROOT := $(DATA)
 
 .PHONY: demo test setup sample ui lint bench clean
 
+# The sample world's Wikipedia languages: one perplexity-model run per language partition.
+LM_LANGUAGES := en fr de es
+STAGES       := cc_documents cc_line_dedup cc_language cc_perplexity cc_wikiref commoncrawl c4
+EXECUTE      := $(BIN)/dagster job execute -m pipelines.definitions -a defs
+
 demo: setup sample $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/llamapipe crawls add $(PARTITION)
-	$(BIN)/dagster job execute -m pipelines.definitions -a defs -j commoncrawl \
-		--tags '{"dagster/partition": "$(PARTITION)"}'
+	$(EXECUTE) -j reference
+	for lang in $(LM_LANGUAGES); do \
+		$(EXECUTE) -j perplexity_models --tags "{\"dagster/partition\": \"$$lang\"}" || exit 1; \
+	done
+	$(EXECUTE) -j crawl --tags '{"dagster/partition": "$(PARTITION)"}'
 	@echo
-	@$(BIN)/llamapipe show $(DATA)/stages/cc_documents/$(PARTITION) $(DATA)/stages/cc_language/$(PARTITION)
+	@$(BIN)/llamapipe show $(foreach s,$(STAGES),$(DATA)/stages/$(s)/$(PARTITION))
 	@echo
-	@echo "Materialized crawl '$(PARTITION)': archives in $(SAMPLE)/crawls/$(PARTITION),"
-	@echo "outputs in $(DATA)/stages/<asset>/$(PARTITION) (part-*.parquet, _dropped/, _manifest.json)."
-	@echo "Browse the assets and their metadata: make ui  (http://127.0.0.1:3000)"
+	@echo "Materialized: wikipedia, lm_tokenizer + kenlm_model for $(LM_LANGUAGES), and the"
+	@echo "crawl '$(PARTITION)' ($(SAMPLE)/crawls/$(PARTITION)) through $(STAGES)."
+	@echo "Outputs: $(DATA)/stages/<asset>/<partition>/ (part-*.parquet, _dropped/, _manifest.json),"
+	@echo "plots in $(DATA)/stages/<asset>/<partition>.plots/, models in $(DATA)/models/."
+	@echo "Browse the assets, their metadata and plots: make ui  (http://127.0.0.1:3000)"
 
 test: setup sample $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/pytest

@@ -3,8 +3,6 @@ language, the SentencePiece + KenLM perplexity models trained on it (CCNet)."""
 
 import posixpath
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from dagster import (
     AssetExecutionContext,
     Config,
@@ -18,7 +16,13 @@ from assets.checks import stage_check_specs
 from assets.resources import DataRoot, ShardExecutorResource
 from assets.stage_run import run_stage_asset
 from curation.inputs import WIKI_DUMP_SUFFIXES, archive_shards
-from curation.lm_train import EmptyCorpus, model_files, train_kenlm, train_lm_tokenizer
+from curation.lm_train import (
+    EmptyCorpus,
+    language_texts,
+    model_files,
+    train_kenlm,
+    train_lm_tokenizer,
+)
 from curation.wikipedia import WikipediaText
 
 GROUP = "reference"
@@ -65,11 +69,8 @@ def wikipedia(
 
 
 def wikipedia_text(data_root: DataRoot, language: str) -> list[str]:
-    """The cleaned article texts of one language."""
     partition = data_root.stage_dir(WikipediaText.name, WIKIPEDIA_PARTITION)
-    storage = data_root.storage()
-    table = pq.read_table(partition, filesystem=storage.fs, columns=["text", "language"])
-    return table.filter(pc.equal(table.column("language"), language)).column("text").to_pylist()
+    return language_texts(data_root.storage(), partition, language)
 
 
 def models_dir(data_root: DataRoot) -> str:

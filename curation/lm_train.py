@@ -23,9 +23,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import sentencepiece as spm
 
 from curation.normalize import lm_normalize
+from curation.storage import Storage
 
 SP_MODEL_NAME = "lm.sp.model"
 KENLM_MODEL_NAME = "lm.binary"
@@ -182,3 +185,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def language_texts(storage: Storage, articles: str, language: str) -> list[str]:
+    """The cleaned article texts of one language from a `wikipedia` partition directory."""
+    table = pq.read_table(articles, filesystem=storage.fs, columns=["text", "language"])
+    return table.filter(pc.equal(table.column("language"), language)).column("text").to_pylist()

@@ -238,3 +238,18 @@ def models_fingerprint(models_dir: str, languages: Sequence[str]) -> str:
                 while chunk := f.read(1 << 20):
                     digest.update(chunk)
     return digest.hexdigest()
+
+
+def crawl_cutoffs(
+    storage: Storage,
+    documents: str,
+    models_dir: str,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    overrides: Mapping[str, Sequence[float]] | None = None,
+) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
+    """Cutoffs for a crawl from its language-identified documents (a partition directory),
+    with configured `overrides` winning, and the perplexities they came from."""
+    table = pq.read_table(documents, filesystem=storage.fs, columns=["text", "language"])
+    scores = perplexities(table, models_dir)
+    computed = {lang: list(c) for lang, c in compute_cutoffs(scores, percentiles).items()}
+    return computed | {lang: list(c) for lang, c in (overrides or {}).items()}, scores

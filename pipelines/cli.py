@@ -16,7 +16,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from curation.executor import LocalExecutor
-from curation.inputs import MissingInput, archive_shards, file_shard, partition_shards
+from curation.inputs import (
+    WIKI_DUMP_SUFFIXES,
+    MissingInput,
+    archive_shards,
+    file_shard,
+    partition_shards,
+)
 from curation.manifest import Manifest
 from curation.runner import read_manifest, run_stage
 from curation.stage import ShardInput, Stage
@@ -27,16 +33,32 @@ def _archives(storage: Storage, path: str) -> list[ShardInput]:
     return archive_shards(storage, path) if os.path.isdir(path) else [file_shard(storage, path)]
 
 
+def _wiki_dumps(storage: Storage, path: str) -> list[ShardInput]:
+    if os.path.isdir(path):
+        return archive_shards(storage, path, WIKI_DUMP_SUFFIXES)
+    return [file_shard(storage, path)]
+
+
 def _stages() -> dict[str, tuple[type[Stage], Callable]]:
     """Stage name -> (stage class, how to find its input shards). Imported on use."""
+    from curation.c4 import C4Filter
     from curation.cc_documents import CCDocuments
+    from curation.exact_dedup import ExactDedup
     from curation.langid import LanguageId
     from curation.line_dedup import LineDedup
+    from curation.perplexity import Perplexity
+    from curation.wikipedia import WikipediaText
+    from curation.wikiref import WikiRefFilter
 
     return {
         CCDocuments.name: (CCDocuments, _archives),
         LineDedup.name: (LineDedup, partition_shards),
         LanguageId.name: (LanguageId, partition_shards),
+        Perplexity.name: (Perplexity, partition_shards),
+        WikiRefFilter.name: (WikiRefFilter, partition_shards),
+        ExactDedup.name: (ExactDedup, partition_shards),
+        C4Filter.name: (C4Filter, partition_shards),
+        WikipediaText.name: (WikipediaText, _wiki_dumps),
     }
 
 
@@ -72,6 +94,43 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_lm(args: argparse.Namespace) -> int:
+    from curation.lm_train import language_texts, model_files, train_kenlm, train_lm_tokenizer
+
+    texts = language_texts(Storage("/"), os.path.abspath(args.articles), args.language)
+    files = model_files(os.path.abspath(args.models_dir), args.language)
+    train_lm_tokenizer(texts, files.tokenizer.parent, args.vocab_size, args.seed)
+    train_kenlm(texts, files.tokenizer, files.kenlm.parent, order=args.order)
+    print(f"{args.language}: {len(texts)} articles -> {files.tokenizer}, {files.kenlm}")
+    return 0
+
+
+def cmd_cutoffs(args: argparse.Namespace) -> int:
+    from curation.perplexity import crawl_cutoffs
+
+    documents, models = os.path.abspath(args.documents), os.path.abspath(args.models_dir)
+    cutoffs, _ = crawl_cutoffs(Storage("/"), documents, models, tuple(args.percentiles))
+    Storage("/").write_bytes(os.path.abspath(args.output), json.dumps(cutoffs, indent=2).encode())
+    for language, (low, high) in sorted(cutoffs.items()):
+        print(f"{language}: head < {low:.1f} <= middle < {high:.1f} <= tail")
+    return 0
+
+
+def cmd_train_wikiref(args: argparse.Namespace) -> int:
+    from curation.wikiref import cited_url_set, crawl_pages, train_classifier, training_set
+
+    storage = Storage("/")
+    cited = cited_url_set(storage, os.path.abspath(args.articles))
+    pages = crawl_pages(storage, os.path.abspath(args.documents))
+    examples = training_set(pages, cited, args.seed)
+    report = train_classifier(examples, os.path.abspath(args.output), args.seed)
+    print(
+        f"wikiref: {report.train_positives}+{report.train_negatives} train, held-out AUC "
+        f"{report.auc:.3f}, precision {report.precision:.3f}, recall {report.recall:.3f}"
+    )
+    return 0
+
+
 def cmd_sample_build(args: argparse.Namespace) -> int:
     from curation.sample.build import build_sample_world
 
@@ -100,7 +159,8 @@ def _config_fields(cls: type[Stage]) -> dict[str, dataclasses.Field]:
 
 def _add_stage_parser(stages, cls: type[Stage], input_help: str) -> None:
     """Options straight from the stage's config fields, so the CLI never drifts from them."""
-    parser = stages.add_parser(cls.name, help=(cls.__doc__ or "").strip().split("\n")[0])
+    summary = " ".join((cls.__doc__ or "").split("\n\n")[0].split())
+    parser = stages.add_parser(cls.name, help=summary)
     parser.add_argument("--input", required=True, help=input_help)
     parser.add_argument("--output", required=True, help="partition directory to write")
     parser.add_argument("--workers", type=int, default=0, help="processes (0: every CPU)")
@@ -136,8 +196,31 @@ def build_parser() -> argparse.ArgumentParser:
     stage = commands.add_parser("stage", help="run one curation stage on local files")
     stages = stage.add_subparsers(dest="name", required=True)
     for cls, find_inputs in _stages().values():
-        source = "archive file or directory" if find_inputs is _archives else "partition dir"
+        source = "partition directory" if find_inputs is partition_shards else "file or directory"
         _add_stage_parser(stages, cls, f"input: {source}")
+
+    lm = commands.add_parser("train-lm", help="SentencePiece + KenLM for one language")
+    lm.add_argument("--articles", required=True, help="a wikipedia partition directory")
+    lm.add_argument("--language", required=True)
+    lm.add_argument("--models-dir", required=True)
+    lm.add_argument("--vocab-size", type=int, default=4000)
+    lm.add_argument("--order", type=int, default=5)
+    lm.add_argument("--seed", type=int, default=0)
+    lm.set_defaults(func=cmd_train_lm)
+
+    cutoffs = commands.add_parser("cutoffs", help="per-language perplexity cutoffs of a crawl")
+    cutoffs.add_argument("--documents", required=True, help="a cc_language partition directory")
+    cutoffs.add_argument("--models-dir", required=True)
+    cutoffs.add_argument("--percentiles", type=float, nargs=2, default=[30, 60])
+    cutoffs.add_argument("--output", required=True, help="cutoffs JSON file to write")
+    cutoffs.set_defaults(func=cmd_cutoffs)
+
+    wikiref = commands.add_parser("train-wikiref", help="the Wikipedia-reference classifier")
+    wikiref.add_argument("--articles", required=True, help="a wikipedia partition directory")
+    wikiref.add_argument("--documents", required=True, help="a cc_language partition directory")
+    wikiref.add_argument("--output", required=True, help="model file (.bin) to write")
+    wikiref.add_argument("--seed", type=int, default=0)
+    wikiref.set_defaults(func=cmd_train_wikiref)
 
     show = commands.add_parser("show", help="summarize finished partitions from their manifests")
     show.add_argument("partitions", nargs="+", help="partition directories")

@@ -1,6 +1,6 @@
 """Jobs: named selections of the asset graph that people and CI run, in this order on a new
 deployment: `reference` (Wikipedia text), `perplexity_models` (one run per language
-partition), then `commoncrawl` (one run per crawl partition)."""
+partition), then `crawl` (one run per crawl partition)."""
 
 from dagster import AssetSelection, define_asset_job
 
@@ -16,10 +16,10 @@ perplexity_models_job = define_asset_job(
     description="Per language partition: SentencePiece + KenLM 5-gram on Wikipedia text.",
 )
 
-commoncrawl_job = define_asset_job(
-    "commoncrawl",
+crawl_job = define_asset_job(
+    "crawl",
     selection=AssetSelection.groups("commoncrawl"),
     description="One crawl partition through CCNet and RedPajama's CommonCrawl processing.",
 )
 
-JOBS = [reference_job, perplexity_models_job, commoncrawl_job]
+JOBS = [reference_job, perplexity_models_job, crawl_job]

@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 from test_runner import Recording, make_shards
 
 from assets.checks import counts_conserve, output_schema
-from curation.documents import DOCUMENT_SCHEMA
+from curation.documents import DOCUMENT_SCHEMA, Document, documents_table
 from curation.runner import run_stage
 
 
@@ -41,3 +41,61 @@ def test_schema_check_fails_on_a_foreign_part_file(storage, tmp_path):
     part = f"{out}/part-00001.parquet"
     pq.write_table(pq.read_table(part).drop_columns(["meta"]), part)
     assert not output_schema(storage, out, manifest, DOCUMENT_SCHEMA).passed
+
+
+def test_perplexity_order_check_fails_when_buckets_are_not_ordered():
+    import pyarrow as pa
+
+    from assets.checks import perplexity_ordered
+
+    def table(values):
+        languages, buckets, scores = zip(*values, strict=True)
+        return pa.table({"language": languages, "bucket": buckets, "perplexity": scores})
+
+    good = table([("en", "head", 100.0), ("en", "middle", 200.0), ("en", "tail", 400.0)])
+    bad = table([("en", "head", 300.0), ("en", "middle", 200.0), ("en", "tail", 400.0)])
+    assert perplexity_ordered(good).passed
+    assert not perplexity_ordered(bad).passed
+    assert not perplexity_ordered(table([("en", "all", 1.0)])).passed  # nothing to compare
+
+
+def test_planted_checks_fail_when_the_planted_pages_survive(tmp_path):
+    import json
+
+    from assets.ground_truth import (
+        BOILERPLATE_FILE,
+        LOREM_REMOVED,
+        PLANTED_FILE,
+        SPAM_REMOVED,
+        boilerplate_removed,
+        planted_removed,
+    )
+    from assets.resources import DataRoot
+
+    root = DataRoot(root=str(tmp_path))
+    crawl_dir = tmp_path / "sample" / "crawls" / "sample"
+    crawl_dir.mkdir(parents=True)
+    planted = [{"url": "https://spam.example/1", "kind": "spam"}]
+    (crawl_dir / PLANTED_FILE).write_text("\n".join(json.dumps(p) for p in planted))
+    (crawl_dir / BOILERPLATE_FILE).write_text(json.dumps({"line": "Accept all cookies"}))
+
+    def partition(name, texts):
+        docs = [Document(f"d{i}", "t", t, url) for i, (url, t) in enumerate(texts)]
+        (tmp_path / name).mkdir()
+        pq.write_table(documents_table(docs), tmp_path / name / "part-00000.parquet")
+        return str(tmp_path / name)
+
+    spam = "https://spam.example/1"
+    ham = "https://ham.example/1"
+    before = partition(
+        "before", [(spam, "Accept all cookies\nBuy loans now!"), (ham, "Accept all cookies\nHi.")]
+    )
+    after = partition("after", [(spam, "Buy loans now!"), (ham, "Hi.")])
+    assert not planted_removed(root, "sample", after, SPAM_REMOVED).passed
+    assert planted_removed(root, "sample", after, LOREM_REMOVED).passed  # spam is not lorem
+    assert not boilerplate_removed(root, "sample", before, before).passed
+    assert boilerplate_removed(root, "sample", after, before).passed
+    assert (
+        planted_removed(root, "CC-MAIN-2020-05", after, SPAM_REMOVED).metadata["ground_truth"].value
+        == "none"
+    )

@@ -29,5 +29,5 @@ def test_every_stage_asset_is_partitioned_by_crawl_and_carries_conservation_chec
         assert graph.get(AssetKey(name)).partitions_def.name == "crawls"
         checks = {k.name for k in graph.asset_check_keys if k.asset_key == AssetKey(name)}
         assert checks == {"counts_conserve", "output_schema"}
-    job = defs.resolve_job_def("commoncrawl")
+    job = defs.resolve_job_def("crawl")
     assert job.partitions_def.name == "crawls"

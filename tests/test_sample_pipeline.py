@@ -18,7 +18,23 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-STAGES = ["cc_documents", "cc_line_dedup", "cc_language"]
+STAGES = [
+    "cc_documents",
+    "cc_line_dedup",
+    "cc_language",
+    "cc_perplexity",
+    "cc_wikiref",
+    "commoncrawl",
+]
+LM_LANGUAGES = ["en", "fr", "de", "es"]
+EXTRA_CHECKS = {
+    ("cc_line_dedup", "planted_boilerplate_removed"),
+    ("cc_perplexity", "perplexity_buckets_ordered"),
+    ("cc_perplexity", "planted_spam_removed"),
+    ("commoncrawl", "planted_spam_removed"),
+    ("c4", "planted_lorem_removed"),
+    ("wikiref_classifier", "heldout_auc_above_floor"),
+}
 
 
 def planted(sample: Path) -> list[dict]:
@@ -31,9 +47,24 @@ def rows(partition: Path, dropped: bool = False) -> list[dict]:
     return pq.read_table(directory).to_pylist()
 
 
+def execute(job: str, env: dict, partition: str | None = None) -> None:
+    tags = ["--tags", json.dumps({"dagster/partition": partition})] if partition else []
+    command = [BIN / "dagster", "job", "execute", "-m", "pipelines.definitions", "-a", "defs"]
+    result = subprocess.run(
+        [*command, "-j", job, *tags],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+
 @pytest.fixture(scope="module")
 def materialized(sample_world, tmp_path_factory):
-    """Runs the commoncrawl job on partition `sample` in a fresh instance and data root."""
+    """What `make demo` runs, in a fresh instance and data root: Wikipedia, the perplexity
+    models of the sample's Wikipedia languages (and one language without text), the crawl."""
     home = tmp_path_factory.mktemp("dagster_home")
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     root = tmp_path_factory.mktemp("data")
@@ -45,27 +76,10 @@ def materialized(sample_world, tmp_path_factory):
         "LLAMAPIPE_SHARD_WORKERS": "2",
     }
     subprocess.run([BIN / "llamapipe", "crawls", "add", "sample"], env=env, check=True, timeout=120)
-    job = subprocess.run(
-        [
-            BIN / "dagster",
-            "job",
-            "execute",
-            "-m",
-            "pipelines.definitions",
-            "-a",
-            "defs",
-            "-j",
-            "commoncrawl",
-            "--tags",
-            json.dumps({"dagster/partition": "sample"}),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
+    execute("reference", env)
+    for language in [*LM_LANGUAGES, "bg"]:
+        execute("perplexity_models", env, language)
+    execute("crawl", env, "sample")
     return home, root / "stages"
 
 
@@ -83,19 +97,23 @@ def test_every_stage_conserves_counts_and_its_checks_pass(materialized):
 
     os.environ["DAGSTER_HOME"] = str(home)
     with DagsterInstance.get() as instance:
-        [run] = instance.get_runs()
-        evaluations = instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
-        checks = [e.dagster_event.event_specific_data for e in evaluations]
-        results = {(c.asset_key.path[0], c.check_name): c.passed for c in checks}
-        expected = {
-            (stage, c): True for stage in STAGES for c in ["counts_conserve", "output_schema"]
+        results = {}
+        for run in instance.get_runs():
+            for event in instance.all_logs(
+                run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+            ):
+                check = event.dagster_event.event_specific_data
+                results[(check.asset_key.path[0], check.check_name)] = check.passed
+        stage_checks = {
+            (stage, check)
+            for stage in [*STAGES, "c4", "wikipedia"]
+            for check in ["counts_conserve", "output_schema"]
         }
-        expected[("cc_line_dedup", "planted_boilerplate_removed")] = True
-        assert results == expected
+        assert results == {key: True for key in stage_checks | EXTRA_CHECKS}
         event = instance.get_latest_materialization_event(AssetKey("cc_language"))
         metadata = event.asset_materialization.metadata
         assert "| en |" in metadata["language"].value
-        assert metadata["kept"].value == upstream_kept
+        assert "data:image/png;base64," in metadata["funnel"].value
 
 
 def test_language_histogram_matches_what_was_planted(materialized, sample_world):

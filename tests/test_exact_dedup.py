@@ -1,0 +1,71 @@
+"""Exact document dedup: the first copy in shard-then-row order survives, whatever the workers."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.exact_dedup import ExactDedup, content_digest, first_occurrence_masks
+from curation.executor import LocalExecutor
+from curation.runner import run_stage
+from curation.stage import ShardInput
+
+
+def shard(tmp_path, name: str, texts: list[str]) -> ShardInput:
+    n = len(texts)
+    columns = {
+        "id": [f"{name}-{i}" for i in range(n)],
+        "source": ["t"] * n,
+        "text": texts,
+        "url": [None] * n,
+        "meta": ["{}"] * n,
+        "language": ["en"] * n,
+        "language_score": [0.9] * n,
+        "perplexity": [300.0] * n,
+        "bucket": ["head"] * n,
+        "wiki_prob": [0.5] * n,
+    }
+    path = tmp_path / f"{name}.parquet"
+    pq.write_table(pa.table(columns, schema=ExactDedup.output_schema), path)
+    return ShardInput(name, str(path), f"fp-{name}", path.stat().st_size)
+
+
+def run(storage, tmp_path, shards, out: str, workers: int = 1):
+    manifest = run_stage(ExactDedup(), shards, str(tmp_path / out), storage, LocalExecutor(workers))
+    kept = [r["id"] for r in pq.read_table(tmp_path / out).to_pylist()]
+    dropped = {r["id"]: r["reason"] for r in pq.read_table(tmp_path / out / "_dropped").to_pylist()}
+    assert manifest.n_in == len(kept) + len(dropped)
+    return kept, dropped
+
+
+def test_the_digest_ignores_whitespace_only():
+    assert content_digest(" a  b\nc ") == content_digest("a b c")
+    assert content_digest("a b c") != content_digest("a b C")
+
+
+def test_first_occurrence_masks_follow_shard_then_position_order():
+    masks = first_occurrence_masks([np.array([3, 1, 3], np.uint64), np.array([1, 2], np.uint64)])
+    assert [m.tolist() for m in masks] == [[True, True, False], [False, True]]
+
+
+def test_duplicates_within_and_across_shards_are_dropped_and_the_first_kept(storage, tmp_path):
+    shards = [
+        shard(tmp_path, "s0", ["alpha page", "beta page", "alpha  page\n"]),
+        shard(tmp_path, "s1", ["beta page", "gamma page", "gamma page"]),
+    ]
+    kept, dropped = run(storage, tmp_path, shards, "forward")
+    assert kept == ["s0-0", "s0-1", "s1-1"]
+    assert dropped == {
+        "s0-2": "exact_duplicate",
+        "s1-0": "exact_duplicate",
+        "s1-2": "exact_duplicate",
+    }
+    kept, _ = run(storage, tmp_path, shards[::-1], "reversed")
+    assert kept == ["s1-0", "s1-1", "s0-0"]
+
+
+def test_output_does_not_depend_on_the_worker_count(storage, tmp_path):
+    texts = [f"page {i % 7}" for i in range(30)]
+    shards = [shard(tmp_path, f"s{j}", texts[j * 10 : j * 10 + 10]) for j in range(3)]
+    one = run(storage, tmp_path, shards, "one", workers=1)
+    two = run(storage, tmp_path, shards, "two", workers=2)
+    assert one == two and one[0] == ["s0-0", "s0-1", "s0-2", "s0-3", "s0-4", "s0-5", "s0-6"]

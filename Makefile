@@ -51,6 +51,7 @@ lint: setup
 
 bench: setup sample
 	$(BIN)/python bench/bench_cc.py --sample $(SAMPLE)
+	$(BIN)/python bench/bench_quality.py --sample $(SAMPLE)
 
 $(CACHE)/system.stamp: scripts/install_system_deps.sh
 	bash scripts/install_system_deps.sh

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import posixpath
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetExecutionContext, MaterializeResult, MetadataValue
 
 from assets import plots
 from assets.checks import counts_conserve, output_schema
 from assets.resources import DataRoot, ShardExecutorResource
 from curation.inputs import partition_shards
-from curation.manifest import Manifest
+from curation.manifest import DROPPED_DIR, Manifest
 from curation.runner import current_manifest, read_manifest, run_stage
 from curation.stage import ShardInput, Stage
+from curation.storage import Storage
 
 _BAR = 30
+_EXAMPLE_CHARS = 160
 
 
 @dataclass
@@ -65,6 +69,7 @@ def run_stage_asset(
             **stage_metadata(manifest, output, seconds),
             "reused": reused,
             "funnel": plots.save_png(plots.funnel(manifest), storage, output, "funnel"),
+            "dropped_examples": MetadataValue.md(dropped_examples(storage, output, manifest)),
         },
         [
             counts_conserve(storage, output, manifest, upstream.kept if upstream else None),
@@ -113,6 +118,27 @@ def stage_metadata(manifest: Manifest, output: str, seconds: float) -> dict:
     for name, hist in manifest.histograms.items():
         metadata[name] = MetadataValue.md(histogram_table(hist, name))
     return metadata
+
+
+def dropped_examples(storage: Storage, output: str, manifest: Manifest, per_reason: int = 2) -> str:
+    """A few dropped rows per reason, text truncated: what a person checks a rule against."""
+    examples: dict[str, list[str]] = {reason: [] for reason in manifest.dropped}
+    for shard in manifest.shards:
+        if all(len(rows) >= per_reason for rows in examples.values()):
+            break
+        if not shard.dropped:
+            continue
+        path = posixpath.join(output, DROPPED_DIR, shard.part_name)
+        table = pq.read_table(path, filesystem=storage.fs, columns=["reason", "url", "text"])
+        for row in table.to_pylist():
+            rows = examples[row["reason"]]
+            if len(rows) < per_reason:
+                text = " ".join(row["text"].split())[:_EXAMPLE_CHARS].replace("|", "\\|")
+                rows.append(f"| {row['reason']} | {row['url'] or ''} | {text} |")
+    lines = [line for rows in examples.values() for line in rows]
+    if not lines:
+        return "nothing dropped"
+    return "\n".join(["| reason | url | text (start) |", "|---|---|---|", *lines])
 
 
 def histogram_table(counts: Mapping[str, int], label: str) -> str:

@@ -33,7 +33,7 @@ import sentencepiece as spm
 from curation.documents import drop_rows, schema_with
 from curation.langid import LANGUAGE_FIELDS
 from curation.lm_train import model_files
-from curation.normalize import lm_normalize
+from curation.normalize import lm_normalize_lines
 from curation.stage import ShardInput, ShardOutput, Stage
 from curation.storage import Storage
 
@@ -67,10 +67,9 @@ def scored_lines(texts: Sequence[str], max_chars_per_line: int) -> tuple[np.ndar
     owners: list[int] = []
     lines: list[str] = []
     for i, text in enumerate(texts):
-        for line in text.splitlines():
-            if normalized := lm_normalize(line[:max_chars_per_line]):
-                owners.append(i)
-                lines.append(normalized)
+        normalized = lm_normalize_lines(text, max_chars_per_line)
+        owners.extend([i] * len(normalized))
+        lines.extend(normalized)
     return np.array(owners, dtype=np.int64), lines
 
 

@@ -7,8 +7,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
+
+from curation.stage import ShardInput
 
 DATE = "2023-01-31T12:00:00Z"
 
@@ -101,3 +105,29 @@ GERMAN = (
     "sie bricht ab, wenn zwei Pakete dieselbe Datei beanspruchen. Dieses Verhalten schützt "
     "das System vor einer halb fertigen Aktualisierung."
 )
+
+
+def annotated_shard(path: Path, texts: list[str], schema: pa.Schema) -> ShardInput:
+    """A part file with `schema`'s columns: the texts given, plausible stage annotations for
+    the rest (English, head bucket, ...), for testing stages that sit late in the graph."""
+    defaults = {
+        "source": "t",
+        "url": None,
+        "meta": "{}",
+        "language": "en",
+        "language_score": 0.9,
+        "perplexity": 300.0,
+        "bucket": "head",
+        "wiki_prob": 0.5,
+    }
+    n = len(texts)
+    columns = {
+        name: [f"{path.stem}-{i}" for i in range(n)]
+        if name == "id"
+        else texts
+        if name == "text"
+        else [defaults[name]] * n
+        for name in schema.names
+    }
+    pq.write_table(pa.table(columns, schema=schema), path)
+    return ShardInput(path.stem, str(path), f"fp-{path.stem}", path.stat().st_size)

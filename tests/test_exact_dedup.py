@@ -1,8 +1,8 @@
 """Exact document dedup: the first copy in shard-then-row order survives, whatever the workers."""
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
+from archives import annotated_shard
 
 from curation.exact_dedup import ExactDedup, content_digest, first_occurrence_masks
 from curation.executor import LocalExecutor
@@ -11,22 +11,7 @@ from curation.stage import ShardInput
 
 
 def shard(tmp_path, name: str, texts: list[str]) -> ShardInput:
-    n = len(texts)
-    columns = {
-        "id": [f"{name}-{i}" for i in range(n)],
-        "source": ["t"] * n,
-        "text": texts,
-        "url": [None] * n,
-        "meta": ["{}"] * n,
-        "language": ["en"] * n,
-        "language_score": [0.9] * n,
-        "perplexity": [300.0] * n,
-        "bucket": ["head"] * n,
-        "wiki_prob": [0.5] * n,
-    }
-    path = tmp_path / f"{name}.parquet"
-    pq.write_table(pa.table(columns, schema=ExactDedup.output_schema), path)
-    return ShardInput(name, str(path), f"fp-{name}", path.stat().st_size)
+    return annotated_shard(tmp_path / f"{name}.parquet", texts, ExactDedup.output_schema)
 
 
 def run(storage, tmp_path, shards, out: str, workers: int = 1):

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from archives import annotated_shard
 
 from curation.runner import run_stage
 from curation.stage import ShardInput
@@ -122,22 +123,8 @@ def test_a_separable_corpus_gives_a_held_out_auc_above_0_9_and_identical_retrain
 
 
 def shard(tmp_path, texts: list[str]) -> ShardInput:
-    n = len(texts)
     upstream = pa.schema([f for f in WikiRefFilter.output_schema if f.name != "wiki_prob"])
-    columns = {
-        "id": [f"d{i}" for i in range(n)],
-        "source": ["t"] * n,
-        "text": texts,
-        "url": [None] * n,
-        "meta": ["{}"] * n,
-        "language": ["en"] * n,
-        "language_score": [0.9] * n,
-        "perplexity": [300.0] * n,
-        "bucket": ["head"] * n,
-    }
-    path = tmp_path / "ppl.parquet"
-    pq.write_table(pa.table(columns, schema=upstream), path)
-    return ShardInput("ppl", str(path), "fp", path.stat().st_size)
+    return annotated_shard(tmp_path / "ppl.parquet", texts, upstream)
 
 
 def test_the_filter_keeps_exactly_the_pages_at_or_above_the_threshold(

@@ -104,7 +104,7 @@ class PerplexityConfig(Config):
 @asset(
     partitions_def=crawls,
     group_name=GROUP,
-    deps=[perplexity_cutoffs],
+    deps=[cc_language, perplexity_cutoffs],
     check_specs=stage_check_specs(Perplexity.name, PERPLEXITY_ORDERED, SPAM_REMOVED),
     code_version=Perplexity.version,
     kinds={"parquet", "kenlm"},

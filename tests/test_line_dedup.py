@@ -78,3 +78,10 @@ def test_group_state_is_numpy_uint64_hashes_not_python_strings():
     duplicates = duplicated_hashes([(hashes, counts)])
     assert duplicates.dtype == np.uint64
     assert duplicates.tolist() == [hash_lines(["a"])[0][0]]
+
+
+def test_a_page_of_one_enormous_line_is_handled_not_a_crash(storage, tmp_path):
+    enormous = "word " * 400_000  # 2 MB, no newline
+    manifest, kept, _ = run(storage, tmp_path, [shard(tmp_path, "s0", [enormous, UNIQUE[0]])])
+    assert kept["s0-0"] == enormous
+    assert manifest.n_in == 2

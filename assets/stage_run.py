@@ -66,7 +66,7 @@ def run_stage_asset(
         manifest,
         output,
         {
-            **stage_metadata(manifest, output, seconds),
+            **stage_metadata(manifest, output, None if reused else seconds),
             "reused": reused,
             "funnel": plots.save_png(plots.funnel(manifest), storage, output, "funnel"),
             "dropped_examples": MetadataValue.md(dropped_examples(storage, output, manifest)),
@@ -98,7 +98,8 @@ def run_downstream(
     )
 
 
-def stage_metadata(manifest: Manifest, output: str, seconds: float) -> dict:
+def stage_metadata(manifest: Manifest, output: str, seconds: float | None) -> dict:
+    """What a person reads on the asset page; `seconds` is None when the output was reused."""
     dropped = manifest.dropped
     metadata = {
         "path": MetadataValue.path(output),
@@ -112,9 +113,10 @@ def stage_metadata(manifest: Manifest, output: str, seconds: float) -> dict:
         "bytes_out": sum(s.bytes_out for s in manifest.shards),
         "fingerprint": manifest.fingerprint,
         "config": MetadataValue.json(manifest.config),
-        "seconds": round(seconds, 2),
-        "docs_per_second": round(manifest.n_in / seconds, 1) if seconds > 0 else 0.0,
     }
+    if seconds:
+        metadata["seconds"] = round(seconds, 2)
+        metadata["docs_per_second"] = round(manifest.n_in / seconds, 1)
     for name, hist in manifest.histograms.items():
         metadata[name] = MetadataValue.md(histogram_table(hist, name))
     return metadata

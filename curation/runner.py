@@ -166,30 +166,66 @@ class _ShardTask:
 
     def __call__(self, item: tuple[int, ShardInput]) -> ShardRecord:
         index, shard = item
-        out = self.stage.process(shard, self.storage)
         name = part_name(index)
         part = posixpath.join(self.staging, name)
-        kept = out.kept.select(self.stage.output_schema.names).cast(self.stage.output_schema)
-        kept_bytes = self._write_table(kept, part)
-        self._write_table(out.dropped, posixpath.join(self.staging, DROPPED_DIR, name))
+        schema = self.stage.output_schema
+        n_in, kept, reasons, histograms = 0, 0, Counter(), {}
+        with (
+            _PartWriter(self.storage, part, schema) as kept_part,
+            _PartWriter(self.storage, posixpath.join(self.staging, DROPPED_DIR, name)) as dropped,
+        ):
+            for out in self.stage.process_batches(shard, self.storage):
+                kept_part.write(out.kept.select(schema.names).cast(schema))
+                dropped.write(out.dropped)
+                n_in += out.n_in
+                kept += out.kept.num_rows
+                reasons.update(out.dropped.column("reason").to_pylist())
+                for key, counts in out.histograms.items():
+                    histograms.setdefault(key, Counter()).update(counts)
         record = ShardRecord(
             index=index,
             input=shard.name,
             input_fingerprint=shard.fingerprint,
-            n_in=out.n_in,
-            kept=out.kept.num_rows,
-            dropped=dict(sorted(Counter(out.dropped.column("reason").to_pylist()).items())),
+            n_in=n_in,
+            kept=kept,
+            dropped=dict(sorted(reasons.items())),
             bytes_in=shard.bytes,
-            bytes_out=kept_bytes,
+            bytes_out=self.storage.size(part),
             part_sha256=self.storage.sha256(part),
-            histograms={k: dict(sorted(v.items())) for k, v in sorted(out.histograms.items())},
+            histograms={k: dict(sorted(v.items())) for k, v in sorted(histograms.items())},
         )
         record_path = posixpath.join(self.staging, _SHARDS_DIR, f"{name}.json")
         self.storage.write_bytes(record_path, json.dumps(dataclasses.asdict(record)).encode())
         return record
 
-    def _write_table(self, table: pa.Table, path: str) -> int:
-        tmp = f"{path}.tmp"
-        pq.write_table(table, tmp, filesystem=self.storage.fs, compression="zstd")
-        self.storage.fs.move(tmp, path)
-        return self.storage.size(path)
+
+class _PartWriter:
+    """A Parquet part written batch by batch to a temporary name and moved into place on a
+    clean exit. The schema is the stage's, or the first batch's (dropped rows)."""
+
+    def __init__(self, storage: Storage, path: str, schema: pa.Schema | None = None):
+        self.storage, self.path, self.schema = storage, path, schema
+        self.tmp = f"{path}.tmp"
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.schema = self.schema or table.schema
+            self.writer = pq.ParquetWriter(
+                self.tmp, self.schema, filesystem=self.storage.fs, compression="zstd"
+            )
+        if table.num_rows:
+            self.writer.write_table(table.cast(self.schema))
+
+    def __enter__(self) -> _PartWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            if self.writer is not None:
+                self.writer.close()
+            return
+        if self.writer is None:  # no batch at all: an empty part with the stage's schema
+            self.write(pa.Table.from_pylist([], schema=self.schema or pa.schema([])))
+        self.writer.close()
+        self.storage.fs.move(self.tmp, self.path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -41,6 +41,20 @@ class ShardOutput:
     kept: pa.Table
     dropped: pa.Table
     histograms: Histograms = field(default_factory=dict)
+
+    @staticmethod
+    def concat(batches: Iterable[ShardOutput]) -> ShardOutput:
+        batches = list(batches)
+        histograms: Histograms = {}
+        for batch in batches:
+            for name, counts in batch.histograms.items():
+                histograms.setdefault(name, Counter()).update(counts)
+        return ShardOutput(
+            n_in=sum(b.n_in for b in batches),
+            kept=pa.concat_tables([b.kept for b in batches]),
+            dropped=pa.concat_tables([b.dropped for b in batches], promote_options="default"),
+            histograms=histograms,
+        )
 
 
 def state_field() -> Any:
@@ -76,3 +90,9 @@ class Stage(ABC):
     @abstractmethod
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
         """Turn one input shard into kept and dropped rows."""
+
+    def process_batches(self, shard: ShardInput, storage: Storage) -> Iterator[ShardOutput]:
+        """What the runner calls: batches it writes as they come, so a shard larger than
+        memory (a multi-GB Wikipedia dump) streams. Stages that need it override this and
+        define `process` as `ShardOutput.concat(self.process_batches(...))`."""
+        yield self.process(shard, storage)

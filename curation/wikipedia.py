@@ -302,31 +302,40 @@ def article_url(language: str, title: str) -> str:
 class WikipediaText(Stage):
     """One export file per shard to one document per article; everything else is a dropped row.
 
-    A shard holds a whole file in memory as its output table: use the split dump files
-    (`pages-articles1.xml-p1p41242.bz2`, ...) for the large wikis.
+    Streams: pages are parsed and written in batches, so a shard may be a whole multi-GB
+    dump; the split dump files (`pages-articles1.xml-p1p41242.bz2`, ...) parallelize better.
     """
 
     name: ClassVar[str] = "wikipedia"
     version: ClassVar[str] = "1"
     output_schema: ClassVar[pa.Schema] = schema_with([LANGUAGE_FIELDS[0]])
 
+    batch_pages: int = 1000
+
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
+        return ShardOutput.concat(self.process_batches(shard, storage))
+
+    def process_batches(self, shard: ShardInput, storage: Storage) -> Iterator[ShardOutput]:
+        """Batches of `batch_pages` pages: memory stays constant on a multi-GB dump."""
         language = export_language(shard.name)
-        kept: list[Document] = []
-        dropped: list[tuple[Document, str]] = []
+        batch: list[tuple[Document, str | None]] = []
         with storage.fs.open_input_file(shard.path) as stream:
             try:
                 for page in iter_pages(stream):
-                    doc, reason = _page_document(page, language)
-                    if reason is None:
-                        kept.append(doc)
-                    else:
-                        dropped.append((doc, reason))
+                    batch.append(_page_document(page, language))
+                    if len(batch) >= self.batch_pages:
+                        yield self._output(batch, language)
+                        batch = []
             except MalformedExport as exc:
-                dropped.append((_malformed_document(shard.name, language, exc), "malformed_xml"))
+                batch.append((_malformed_document(shard.name, language, exc), "malformed_xml"))
+        yield self._output(batch, language)
+
+    def _output(self, batch: list[tuple[Document, str | None]], language: str) -> ShardOutput:
+        kept = [doc for doc, reason in batch if reason is None]
+        dropped = [(doc, reason) for doc, reason in batch if reason is not None]
         reasons = [reason for _, reason in dropped]
         return ShardOutput(
-            n_in=len(kept) + len(dropped),
+            n_in=len(batch),
             kept=_with_language(documents_table(kept), language),
             dropped=drop_rows(
                 _with_language(documents_table([d for d, _ in dropped]), language),

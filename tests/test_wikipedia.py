@@ -286,3 +286,20 @@ def test_a_hostile_export_is_reported_not_expanded(storage, tmp_path):
     dropped = pq.read_table(f"{out}/_dropped/part-00000.parquet").to_pylist()
     assert manifest.n_in == 1 and manifest.dropped == {"malformed_xml": 1}
     assert "DTDForbidden" in json.loads(dropped[0]["meta"])["error"]
+
+
+def test_small_batches_stream_the_same_rows_as_one_batch(storage, tmp_path):
+    cited = ARTICLE.strip() + "<ref>[https://www.example.org/src/ Source]</ref>"
+    pages = [page_xml("Tour Eiffel", cited, 6), *PAGES]
+    shard = write_export(tmp_path / "frwiki-test-pages-articles.xml.bz2", export_xml(pages))
+    whole = run_stage(WikipediaText(), [shard], str(tmp_path / "whole"), storage)
+    streamed = run_stage(WikipediaText(batch_pages=2), [shard], str(tmp_path / "streamed"), storage)
+    for sub in ["", "/_dropped"]:
+        a = pq.read_table(f"{tmp_path}/whole{sub}/part-00000.parquet")
+        b = pq.read_table(f"{tmp_path}/streamed{sub}/part-00000.parquet")
+        assert a.to_pylist() == b.to_pylist()
+    assert (whole.n_in, whole.kept, whole.dropped) == (
+        streamed.n_in,
+        streamed.kept,
+        streamed.dropped,
+    )

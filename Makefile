@@ -16,20 +16,23 @@ export LLAMAPIPE_DATA_ROOT := $(DATA)
 # The sample world's Wikipedia languages: one perplexity-model run per language partition.
 LM_LANGUAGES := en fr de es
 STAGES       := cc_documents cc_line_dedup cc_language cc_perplexity cc_wikiref commoncrawl c4
+SOURCES      := wikipedia github books arxiv stackexchange
 EXECUTE      := $(BIN)/dagster job execute -m pipelines.definitions -a defs
 
 demo: setup sample $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/llamapipe crawls add $(PARTITION)
 	$(EXECUTE) -j reference
+	$(EXECUTE) -j sources
 	for lang in $(LM_LANGUAGES); do \
 		$(EXECUTE) -j perplexity_models --tags "{\"dagster/partition\": \"$$lang\"}" || exit 1; \
 	done
 	$(EXECUTE) -j crawl --tags '{"dagster/partition": "$(PARTITION)"}'
 	@echo
-	@$(BIN)/llamapipe show $(foreach s,$(STAGES),$(DATA)/stages/$(s)/$(PARTITION))
+	@$(BIN)/llamapipe show $(foreach s,$(SOURCES),$(DATA)/stages/$(s)/all) \
+		$(foreach s,$(STAGES),$(DATA)/stages/$(s)/$(PARTITION))
 	@echo
-	@echo "Materialized: wikipedia, lm_tokenizer + kenlm_model for $(LM_LANGUAGES), and the"
-	@echo "crawl '$(PARTITION)' ($(SAMPLE)/crawls/$(PARTITION)) through $(STAGES)."
+	@echo "Materialized: the sources $(SOURCES), lm_tokenizer + kenlm_model for"
+	@echo "$(LM_LANGUAGES), and the crawl '$(PARTITION)' through $(STAGES)."
 	@echo "Outputs: $(DATA)/stages/<asset>/<partition>/ (part-*.parquet, _dropped/, _manifest.json),"
 	@echo "plots in $(DATA)/stages/<asset>/<partition>.plots/, models in $(DATA)/models/."
 	@echo "Browse the assets, their metadata and plots: make ui  (http://127.0.0.1:3000)"

@@ -132,3 +132,16 @@ def perplexity_ordered(scored: pa.Table) -> AssetCheckResult:
             "languages_out_of_order": ", ".join(sorted(wrong)) or "none",
         },
     )
+
+
+RULES_HOLD = "rules_hold_on_output"
+
+
+def rules_hold(problems: list[str]) -> AssetCheckResult:
+    """A source's own verifier re-reads the output: every problem it finds fails the check."""
+    return AssetCheckResult(
+        check_name=RULES_HOLD,
+        passed=not problems,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"problems": len(problems), "examples": "; ".join(problems[:5]) or "none"},
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from curation.executor import LocalExecutor
 from curation.inputs import (
+    ARCHIVE_SUFFIXES,
     WIKI_DUMP_SUFFIXES,
     MissingInput,
     archive_shards,
@@ -29,14 +30,15 @@ from curation.stage import ShardInput, Stage
 from curation.storage import Storage
 
 
-def _archives(storage: Storage, path: str) -> list[ShardInput]:
-    return archive_shards(storage, path) if os.path.isdir(path) else [file_shard(storage, path)]
+def _files(suffixes: tuple[str, ...]) -> Callable[[Storage, str], list[ShardInput]]:
+    """Input finder: one file, or every file with one of `suffixes` in a directory."""
 
+    def find(storage: Storage, path: str) -> list[ShardInput]:
+        if os.path.isdir(path):
+            return archive_shards(storage, path, suffixes)
+        return [file_shard(storage, path)]
 
-def _wiki_dumps(storage: Storage, path: str) -> list[ShardInput]:
-    if os.path.isdir(path):
-        return archive_shards(storage, path, WIKI_DUMP_SUFFIXES)
-    return [file_shard(storage, path)]
+    return find
 
 
 def _stages() -> dict[str, tuple[type[Stage], Callable]]:
@@ -47,18 +49,25 @@ def _stages() -> dict[str, tuple[type[Stage], Callable]]:
     from curation.langid import LanguageId
     from curation.line_dedup import LineDedup
     from curation.perplexity import Perplexity
+    from curation.sources import arxiv, github
+    from curation.sources.books import BooksClean, book_shards
+    from curation.sources.stackexchange import StackExchangeClean, site_shards
     from curation.wikipedia import WikipediaText
     from curation.wikiref import WikiRefFilter
 
     return {
-        CCDocuments.name: (CCDocuments, _archives),
+        CCDocuments.name: (CCDocuments, _files(ARCHIVE_SUFFIXES)),
         LineDedup.name: (LineDedup, partition_shards),
         LanguageId.name: (LanguageId, partition_shards),
         Perplexity.name: (Perplexity, partition_shards),
         WikiRefFilter.name: (WikiRefFilter, partition_shards),
         ExactDedup.name: (ExactDedup, partition_shards),
         C4Filter.name: (C4Filter, partition_shards),
-        WikipediaText.name: (WikipediaText, _wiki_dumps),
+        WikipediaText.name: (WikipediaText, _files(WIKI_DUMP_SUFFIXES)),
+        github.GitHubFilter.name: (github.GitHubFilter, _files(github.SUFFIXES)),
+        BooksClean.name: (BooksClean, book_shards),
+        arxiv.ArxivClean.name: (arxiv.ArxivClean, _files(arxiv.SUFFIXES)),
+        StackExchangeClean.name: (StackExchangeClean, site_shards),
     }
 
 

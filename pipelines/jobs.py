@@ -1,5 +1,6 @@
 """Jobs: named selections of the asset graph that people and CI run, in this order on a new
-deployment: `reference` (Wikipedia text), `perplexity_models` (one run per language
+deployment: `reference` (Wikipedia text), `sources` (GitHub, Books, ArXiv,
+StackExchange), `perplexity_models` (one run per language
 partition), then `crawl` (one run per crawl partition)."""
 
 from dagster import AssetSelection, define_asset_job
@@ -16,10 +17,16 @@ perplexity_models_job = define_asset_job(
     description="Per language partition: SentencePiece + KenLM 5-gram on Wikipedia text.",
 )
 
+sources_job = define_asset_job(
+    "sources",
+    selection=AssetSelection.groups("sources"),
+    description="The curated sources: GitHub, Books, ArXiv, StackExchange dumps -> documents.",
+)
+
 crawl_job = define_asset_job(
     "crawl",
     selection=AssetSelection.groups("commoncrawl"),
     description="One crawl partition through CCNet and RedPajama's CommonCrawl processing.",
 )
 
-JOBS = [reference_job, perplexity_models_job, crawl_job]
+JOBS = [reference_job, sources_job, perplexity_models_job, crawl_job]

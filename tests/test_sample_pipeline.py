@@ -27,6 +27,7 @@ STAGES = [
     "commoncrawl",
 ]
 LM_LANGUAGES = ["en", "fr", "de", "es"]
+SOURCES = ["wikipedia", "github", "books", "arxiv", "stackexchange"]
 EXTRA_CHECKS = {
     ("cc_line_dedup", "planted_boilerplate_removed"),
     ("cc_perplexity", "perplexity_buckets_ordered"),
@@ -34,6 +35,7 @@ EXTRA_CHECKS = {
     ("commoncrawl", "planted_spam_removed"),
     ("c4", "planted_lorem_removed"),
     ("wikiref_classifier", "heldout_auc_above_floor"),
+    *((source, "rules_hold_on_output") for source in SOURCES[1:]),
 }
 
 
@@ -77,6 +79,7 @@ def materialized(sample_world, tmp_path_factory):
     }
     subprocess.run([BIN / "llamapipe", "crawls", "add", "sample"], env=env, check=True, timeout=120)
     execute("reference", env)
+    execute("sources", env)
     for language in [*LM_LANGUAGES, "bg"]:
         execute("perplexity_models", env, language)
     execute("crawl", env, "sample")
@@ -106,7 +109,7 @@ def test_every_stage_conserves_counts_and_its_checks_pass(materialized):
                 results[(check.asset_key.path[0], check.check_name)] = check.passed
         stage_checks = {
             (stage, check)
-            for stage in [*STAGES, "c4", "wikipedia"]
+            for stage in [*STAGES, "c4", *SOURCES]
             for check in ["counts_conserve", "output_schema"]
         }
         assert results == {key: True for key in stage_checks | EXTRA_CHECKS}
@@ -182,3 +185,19 @@ def test_warc_reader_gives_the_same_ids_as_wet_via_the_cli(materialized, sample_
     assert all(reasons.get(u) == "invalid_encoding" for u in bad_utf8)
     short = [u for u, k in kinds.items() if k == "short"]
     assert sum(reasons.get(u) == "too_short" for u in short) >= 0.9 * len(short)
+
+
+def test_every_hostile_source_input_is_a_quarantine_row(materialized, sample_world):
+    _, stages = materialized
+    arxiv = rows(stages / "arxiv" / "all", dropped=True)
+    hostile = [
+        json.loads(line)
+        for line in (sample_world / "arxiv" / "arxiv.jsonl").read_text().splitlines()
+        if not json.loads(line)["kind"].endswith(("paper", "single_tex"))
+    ]
+    dropped_files = {json.loads(r["meta"])["file"]: r["reason"] for r in arxiv}
+    assert hostile and all(h["file"] in dropped_files for h in hostile)
+    stackexchange = Counter(r["reason"] for r in rows(stages / "stackexchange" / "all", True))
+    assert stackexchange["malformed_xml"] == 1  # the billion-laughs site, refused
+    books = Counter(r["reason"] for r in rows(stages / "books" / "all", dropped=True))
+    assert books["empty_book"] == 1 and books["invalid_encoding"] == 1

@@ -23,16 +23,28 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from curation.sample import readme
+from curation.sample.arxiv import build_arxiv
+from curation.sample.books import build_books
 from curation.sample.crawl import plan_captures, write_crawl, write_jsonl
 from curation.sample.debian import REFERENCE_LANGS, fetch_all
+from curation.sample.github import build_github
 from curation.sample.planted import Capture
 from curation.sample.sites import SITES, boilerplate_lines
 from curation.sample.sources import collect
+from curation.sample.stackexchange import build_stackexchange
 from curation.sample.wiki import CitedPage, choose_cited, write_wiki
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = "2"
+BUILDER_VERSION = "4"
+
+# The curated sources of issue 4, each in its native dump format, built from real text.
+SOURCES = {
+    "arxiv": build_arxiv,
+    "github": build_github,
+    "books": build_books,
+    "stackexchange": build_stackexchange,
+}
 STAMP = "_sample.json"
 _TITLE = re.compile(rb"<title>(.*?)</title>", re.DOTALL)
 
@@ -84,7 +96,7 @@ def build_sample_world(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _build(tmp, packages, seed, max_pages)
+        _build(tmp, packages, cache_dir, seed, max_pages)
         old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
         if out_dir.exists():
             out_dir.rename(old)
@@ -108,7 +120,7 @@ def _boilerplate(captures: list[Capture]) -> Iterator[dict]:
                 yield {"host": host, "lang": lang, "line": line}
 
 
-def _build(root: Path, packages: dict, seed: int, max_pages: int | None) -> None:
+def _build(root: Path, packages: dict, cache_dir: Path, seed: int, max_pages: int | None) -> None:
     corpus = collect(packages, random.Random(f"{seed}:sources"), max_pages)
     captures, truncated = plan_captures(
         corpus.crawl, corpus.images, random.Random(f"{seed}:plan"), max_pages
@@ -141,6 +153,7 @@ def _build(root: Path, packages: dict, seed: int, max_pages: int | None) -> None
     for name in sorted(packages):
         shutil.copyfile(packages[name].copyright, lic_dir / f"{name}.copyright")
 
+    sources = {name: build(root / name, cache_dir, seed) for name, build in SOURCES.items()}
     (root / "README.md").write_text(
         readme.render(
             seed,
@@ -150,7 +163,8 @@ def _build(root: Path, packages: dict, seed: int, max_pages: int | None) -> None
             wiki_counts,
             {lang: len(ps) for lang, ps in cited.items()},
             corpus.rejected,
-        ),
+        )
+        + readme.sources_section(sources),
         encoding="utf-8",
     )
     files = {
@@ -161,6 +175,7 @@ def _build(root: Path, packages: dict, seed: int, max_pages: int | None) -> None
         "seed": seed,
         "max_pages": max_pages,
         "packages": {name: packages[name].version for name in sorted(packages)},
+        "sources": sources,
         "counts": {
             "captures": len(rows),
             "kinds": dict(sorted(Counter(r["kind"] for r in rows).items())),

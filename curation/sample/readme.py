@@ -5,6 +5,7 @@ Generated from the build itself (package versions, counts), so it cannot drift f
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from curation.sample.crawl import N_FILES, TRUNCATED_FILE, CrawlFiles
@@ -137,3 +138,19 @@ as likely as man pages), as `<ref>[url title]</ref>` or
 `<ref name=...>{{{{cite web|url=...}}}}</ref>`.
 Every article also cites its Debian Reference chapter on www.debian.org, which is not in the crawl.
 """
+
+
+def sources_section(sources: dict[str, dict]) -> str:
+    """The curated sources: what each builder reports about its dump (counts, provenance and
+    licenses of the packages its text comes from)."""
+    lines = ["", "## Curated sources (native dump formats)", ""]
+    for name, report in sorted(sources.items()):
+        lines += [
+            f"### `{name}/`",
+            "",
+            "```json",
+            json.dumps(report, indent=2, default=str),
+            "```",
+            "",
+        ]
+    return "\n".join(lines)

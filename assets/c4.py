@@ -11,7 +11,7 @@ from assets.commoncrawl import GROUP, cc_documents
 from assets.ground_truth import LOREM_REMOVED, planted_removed
 from assets.partitions import crawls
 from assets.resources import DataRoot, ShardExecutorResource
-from assets.stage_run import run_downstream
+from assets.stage_run import run_downstream, stage_from_config
 from curation.c4 import C4Filter
 from curation.cc_documents import CCDocuments
 from curation.langid import LanguageId
@@ -57,13 +57,7 @@ def c4(
         config.force,
         asset_name=C4_LANGUAGE,
     )
-    stage = C4Filter(
-        languages=tuple(config.languages),
-        min_sentences=config.min_sentences,
-        min_words_per_line=config.min_words_per_line,
-        max_word_length=config.max_word_length,
-        bad_words_path=config.bad_words_path,
-    )
+    stage = stage_from_config(C4Filter, config, exclude={"language_threshold"})
     run = run_downstream(context, stage, C4_LANGUAGE, data_root, shard_executor, config.force)
     return run.result(
         metadata={

@@ -12,7 +12,7 @@ from assets.checks import stage_check_specs
 from assets.ground_truth import BOILERPLATE_REMOVED, boilerplate_removed
 from assets.partitions import crawls
 from assets.resources import DataRoot, ShardExecutorResource
-from assets.stage_run import run_downstream, run_stage_asset
+from assets.stage_run import run_downstream, run_stage_asset, stage_from_config
 from curation.cc_documents import CCDocuments
 from curation.inputs import archive_shards
 from curation.langid import LanguageId
@@ -58,7 +58,7 @@ def cc_documents(
     or WARC responses through trafilatura. Short, non-HTML, undecodable and damaged records
     are dropped with a reason."""
     crawl = context.partition_key
-    stage = CCDocuments(crawl=crawl, **config.model_dump(exclude={"force"}))
+    stage = stage_from_config(CCDocuments, config, crawl=crawl)
     archives = data_root.crawl_archives(crawl, config.input_format)
     inputs = archive_shards(data_root.storage(), archives)
     run = run_stage_asset(context, stage, inputs, crawl, data_root, shard_executor, config.force)
@@ -81,7 +81,7 @@ def cc_line_dedup(
 ) -> MaterializeResult:
     """CCNet line dedup: lines found in two or more documents of a group of shards are
     removed everywhere; documents under `min_chars` afterwards are dropped."""
-    stage = LineDedup(**config.model_dump(exclude={"force"}))
+    stage = stage_from_config(LineDedup, config)
     run = run_downstream(context, stage, CCDocuments.name, data_root, shard_executor, config.force)
     upstream = data_root.stage_dir(CCDocuments.name, context.partition_key)
     return run.result(
@@ -105,6 +105,6 @@ def cc_language(
 ) -> MaterializeResult:
     """fastText lid.176 on each document (newlines removed); keeps language_score >= the
     threshold. The language histogram is in the metadata."""
-    stage = LanguageId(**config.model_dump(exclude={"force"}))
+    stage = stage_from_config(LanguageId, config)
     run = run_downstream(context, stage, LineDedup.name, data_root, shard_executor, config.force)
     return run.result()

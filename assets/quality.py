@@ -26,7 +26,7 @@ from assets.ground_truth import SPAM_REMOVED, planted_removed
 from assets.partitions import crawls
 from assets.reference import WIKIPEDIA_PARTITION, kenlm_model, models_dir, wikipedia
 from assets.resources import DataRoot, ShardExecutorResource
-from assets.stage_run import run_downstream
+from assets.stage_run import run_downstream, stage_from_config
 from curation.exact_dedup import ExactDedup
 from curation.langid import LanguageId
 from curation.perplexity import DEFAULT_PERCENTILES, Perplexity, crawl_cutoffs, models_fingerprint
@@ -122,12 +122,11 @@ def cc_perplexity(
     crawl = context.partition_key
     cutoffs_file = cutoffs_path(data_root.stage_dir("perplexity_cutoffs", crawl))
     cutoffs = json.loads(storage.read_bytes(cutoffs_file))
-    stage = Perplexity(
+    stage = stage_from_config(
+        Perplexity,
+        config,
         models_dir=models_dir(data_root),
         cutoffs=cutoffs,
-        keep_buckets=tuple(config.keep_buckets),
-        keep_unmodelled=config.keep_unmodelled,
-        max_chars_per_line=config.max_chars_per_line,
         models_fingerprint=models_fingerprint(models_dir(data_root), sorted(cutoffs)),
     )
     run = run_downstream(context, stage, LanguageId.name, data_root, shard_executor, config.force)
@@ -252,7 +251,7 @@ def cc_wikiref(
     """`wiki_prob` from the Wikipedia-reference classifier; pages at or above the threshold
     are kept."""
     model = classifier_path(data_root.stage_dir("wikiref_classifier", context.partition_key))
-    stage = WikiRefFilter(model=model, threshold=config.threshold)
+    stage = stage_from_config(WikiRefFilter, config, model=model)
     run = run_downstream(context, stage, Perplexity.name, data_root, shard_executor, config.force)
     scored = read_all_rows(data_root.storage(), run.output, ["bucket", "wiki_prob"])
     by_bucket: dict[str, list[float]] = {}

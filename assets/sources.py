@@ -15,7 +15,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
 from assets.checks import RULES_HOLD, rules_hold, stage_check_specs
 from assets.resources import DataRoot, ShardExecutorResource
-from assets.stage_run import run_stage_asset
+from assets.stage_run import run_stage_asset, stage_from_config
 from curation.inputs import archive_shards
 from curation.sources.arxiv import SUFFIXES as ARXIV_SUFFIXES
 from curation.sources.arxiv import ArxivClean, verify_arxiv
@@ -74,7 +74,7 @@ def stackexchange(
     (highest first), HTML bodies as text; XML parsed safely and streamed."""
     directory = input_dir(data_root, config.input_dir, "stackexchange")
     inputs = site_shards(data_root.storage(), directory)
-    stage = StackExchangeClean(top_sites=config.top_sites)
+    stage = stage_from_config(StackExchangeClean, config)
     return run_source(
         context, stage, inputs, verify_stackexchange, data_root, shard_executor, config.force
     )
@@ -104,11 +104,7 @@ def books(
     with more than 90% content overlap (MinHash LSH candidates, exact containment check) are
     one cluster, the longest kept."""
     inputs = book_shards(data_root.storage(), input_dir(data_root, config.input_dir, "books"))
-    stage = BooksClean(
-        overlap_threshold=config.overlap_threshold,
-        lsh_threshold=config.lsh_threshold,
-        num_perm=config.num_perm,
-    )
+    stage = stage_from_config(BooksClean, config)
     return run_source(
         context,
         stage,
@@ -148,13 +144,7 @@ def github(
     exact duplicates across repos dropped."""
     directory = input_dir(data_root, config.input_dir, "github")
     inputs = archive_shards(data_root.storage(), directory, GITHUB_SUFFIXES)
-    stage = GitHubFilter(
-        licenses=tuple(config.licenses),
-        max_line_length=config.max_line_length,
-        max_mean_line_length=config.max_mean_line_length,
-        min_alphanumeric_fraction=config.min_alphanumeric_fraction,
-        min_alpha_per_token=config.min_alpha_per_token,
-    )
+    stage = stage_from_config(GitHubFilter, config)
     return run_source(
         context,
         stage,
@@ -193,12 +183,7 @@ def arxiv(
     \\% kept); user macros (\\newcommand, \\renewcommand, \\def, with arguments) expanded."""
     directory = input_dir(data_root, config.input_dir, "arxiv")
     inputs = archive_shards(data_root.storage(), directory, ARXIV_SUFFIXES)
-    stage = ArxivClean(
-        max_member_bytes=config.max_member_bytes,
-        max_total_bytes=config.max_total_bytes,
-        max_members=config.max_members,
-        max_macro_depth=config.max_macro_depth,
-    )
+    stage = stage_from_config(ArxivClean, config)
     return run_source(context, stage, inputs, verify_arxiv, data_root, shard_executor, config.force)
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import posixpath
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
-from dagster import AssetCheckResult, AssetExecutionContext, MaterializeResult, MetadataValue
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+)
 
 from assets import plots
 from assets.checks import counts_conserve, output_schema
@@ -22,6 +28,19 @@ from curation.storage import Storage
 
 _BAR = 30
 _EXAMPLE_CHARS = 160
+
+
+RUN_OPTIONS = frozenset({"force", "input_dir"})
+S = TypeVar("S", bound=Stage)
+
+
+def stage_from_config(cls: type[S], config: Config, exclude: Iterable[str] = (), **extra) -> S:
+    """The stage whose fields the asset's Config mirrors (JSON lists become the stage's
+    tuples). Options of the run itself (`force`, `input_dir`) and `exclude` are not stage
+    config; `extra` are fields the asset computes (paths, cutoffs)."""
+    fields = config.model_dump(exclude=RUN_OPTIONS | set(exclude))
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    return cls(**values, **extra)
 
 
 @dataclass

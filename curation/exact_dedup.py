@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import posixpath
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,22 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curation.arrays import load_array, save_array
 from curation.documents import drop_rows
 from curation.stage import ShardInput, ShardOutput, Stage, state_field
 from curation.storage import Storage
 from curation.wikiref import WikiRefFilter
 
 ShardKeys = Callable[[ShardInput, Storage, str], np.ndarray]
-
-
-def save_array(storage: Storage, path: str, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    storage.write_bytes(path, buffer.getvalue())
-
-
-def load_array(storage: Storage, path: str) -> np.ndarray:
-    return np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False)
 
 
 def _keys_path(workdir: str, shard: ShardInput) -> str:

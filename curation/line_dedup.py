@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import posixpath
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curation.arrays import load_array, save_array
 from curation.documents import DOCUMENT_SCHEMA, drop_rows
 from curation.normalize import dedup_key
 from curation.stage import ShardInput, ShardOutput, Stage, state_field
@@ -52,22 +52,19 @@ def hash_lines(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(hashes, dtype=np.uint64), counts
 
 
-def _hashes_path(workdir: str, shard: ShardInput) -> str:
-    return posixpath.join(workdir, f"{shard.name}.lines.npz")
+def _hashes_path(workdir: str, shard: ShardInput, array: str) -> str:
+    return posixpath.join(workdir, f"{shard.name}.{array}.npy")
 
 
 def _group_path(workdir: str, group: int) -> str:
     return posixpath.join(workdir, f"group-{group:05d}.duplicates.npy")
 
 
-def _save(storage: Storage, path: str, write: Any) -> None:
-    buffer = io.BytesIO()
-    write(buffer)
-    storage.write_bytes(path, buffer.getvalue())
-
-
-def _load(storage: Storage, path: str) -> Any:
-    return np.load(io.BytesIO(storage.read_bytes(path)))
+def _load_hashes(
+    storage: Storage, workdir: str, shard: ShardInput
+) -> tuple[np.ndarray, np.ndarray]:
+    hashes = load_array(storage, _hashes_path(workdir, shard, "hashes"))
+    return hashes, load_array(storage, _hashes_path(workdir, shard, "counts"))
 
 
 @dataclass(frozen=True)
@@ -78,11 +75,12 @@ class _HashShard:
     workdir: str
 
     def __call__(self, shard: ShardInput) -> str:
-        path = _hashes_path(self.workdir, shard)
-        if not self.storage.exists(path):  # a resumed run keeps finished shards
+        counts_path = _hashes_path(self.workdir, shard, "counts")
+        if not self.storage.exists(counts_path):  # a resumed run keeps finished shards
             texts = pq.read_table(shard.path, filesystem=self.storage.fs, columns=["text"])
             hashes, counts = hash_lines(texts.column("text").to_pylist())
-            _save(self.storage, path, lambda f: np.savez(f, hashes=hashes, counts=counts))
+            save_array(self.storage, _hashes_path(self.workdir, shard, "hashes"), hashes)
+            save_array(self.storage, counts_path, counts)  # written last: the shard is done
         return shard.name
 
 
@@ -115,9 +113,8 @@ class LineDedup(Stage):
         groups = {}
         for group, start in enumerate(range(0, len(inputs), self.group_size)):
             members = inputs[start : start + self.group_size]
-            loaded = [_load(storage, _hashes_path(workdir, s)) for s in members]
-            duplicates = duplicated_hashes([(f["hashes"], f["counts"]) for f in loaded])
-            _save(storage, _group_path(workdir, group), lambda f, d=duplicates: np.save(f, d))
+            loaded = [_load_hashes(storage, workdir, s) for s in members]
+            save_array(storage, _group_path(workdir, group), duplicated_hashes(loaded))
             groups.update({s.name: group for s in members})
         storage.write_bytes(posixpath.join(workdir, _GROUPS_FILE), json.dumps(groups).encode())
         return dataclasses.replace(self, workdir=workdir)
@@ -125,9 +122,8 @@ class LineDedup(Stage):
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
         table = pq.read_table(shard.path, filesystem=storage.fs)
         groups = json.loads(storage.read_bytes(posixpath.join(self.workdir, _GROUPS_FILE)))
-        duplicates = _load(storage, _group_path(self.workdir, groups[shard.name]))
-        saved = _load(storage, _hashes_path(self.workdir, shard))
-        hashes, counts = saved["hashes"], saved["counts"]
+        duplicates = load_array(storage, _group_path(self.workdir, groups[shard.name]))
+        hashes, counts = _load_hashes(storage, self.workdir, shard)
         is_duplicate = np.isin(hashes, duplicates)
 
         texts, keep, stats, removed = [], [], Counter(), Counter()

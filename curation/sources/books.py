@@ -40,8 +40,8 @@ import numpy as np
 import pyarrow as pa
 from datasketch import MinHash, MinHashLSH
 
+from curation.arrays import load_array, save_array
 from curation.documents import DOCUMENT_SCHEMA, Document, document_id, documents_table, drop_rows
-from curation.exact_dedup import load_array, save_array
 from curation.inputs import MissingInput, file_shard
 from curation.stage import ShardInput, ShardOutput, Stage, state_field
 from curation.storage import Storage

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.executor import LocalExecutor, ShardExecutor
@@ -35,7 +36,7 @@ from curation.manifest import (
     fingerprint,
     part_name,
 )
-from curation.stage import ShardInput, Stage
+from curation.stage import ShardInput, ShardOutput, Stage
 from curation.storage import Storage
 
 CODE_VERSION = "0.1.0"
@@ -180,7 +181,7 @@ class _ShardTask:
                 n_in += out.n_in
                 kept += out.kept.num_rows
                 reasons.update(out.dropped.column("reason").to_pylist())
-                for key, counts in out.histograms.items():
+                for key, counts in [*out.histograms.items(), ("text_bytes", _text_bytes(out))]:
                     histograms.setdefault(key, Counter()).update(counts)
         record = ShardRecord(
             index=index,
@@ -197,6 +198,18 @@ class _ShardTask:
         record_path = posixpath.join(self.staging, _SHARDS_DIR, f"{name}.json")
         self.storage.write_bytes(record_path, json.dumps(dataclasses.asdict(record)).encode())
         return record
+
+
+def _text_bytes(out: ShardOutput) -> Counter[str]:
+    """UTF-8 bytes of text kept and dropped by reason: the funnel in bytes, not only rows."""
+    counts: Counter[str] = Counter()
+    if out.kept.num_rows:
+        counts["kept"] = pc.sum(pc.binary_length(out.kept.column("text"))).as_py()
+    if out.dropped.num_rows:
+        lengths = pc.binary_length(out.dropped.column("text")).to_pylist()
+        for reason, n in zip(out.dropped.column("reason").to_pylist(), lengths, strict=True):
+            counts[reason] += n or 0
+    return counts
 
 
 class _PartWriter:

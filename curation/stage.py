@@ -72,8 +72,9 @@ class Stage(ABC):
     output_schema: ClassVar[pa.Schema]
 
     def config(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
         return {
-            f.name: dataclasses.asdict(self)[f.name]
+            f.name: values[f.name]
             for f in dataclasses.fields(self)
             if f.metadata.get("config", True)
         }

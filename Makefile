@@ -22,7 +22,7 @@ EXECUTE      := $(BIN)/dagster job execute -m pipelines.definitions -a defs
 demo: setup sample $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/llamapipe crawls add $(PARTITION)
 	$(EXECUTE) -j reference
-	$(EXECUTE) -j sources
+	$(EXECUTE) -j sources -c pipelines/sample_config.yaml
 	for lang in $(LM_LANGUAGES); do \
 		$(EXECUTE) -j perplexity_models --tags "{\"dagster/partition\": \"$$lang\"}" || exit 1; \
 	done

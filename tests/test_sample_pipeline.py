@@ -49,11 +49,11 @@ def rows(partition: Path, dropped: bool = False) -> list[dict]:
     return pq.read_table(directory).to_pylist()
 
 
-def execute(job: str, env: dict, partition: str | None = None) -> None:
+def execute(job: str, env: dict, partition: str | None = None, *options: str) -> None:
     tags = ["--tags", json.dumps({"dagster/partition": partition})] if partition else []
     command = [BIN / "dagster", "job", "execute", "-m", "pipelines.definitions", "-a", "defs"]
     result = subprocess.run(
-        [*command, "-j", job, *tags],
+        [*command, "-j", job, *tags, *options],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -79,7 +79,7 @@ def materialized(sample_world, tmp_path_factory):
     }
     subprocess.run([BIN / "llamapipe", "crawls", "add", "sample"], env=env, check=True, timeout=120)
     execute("reference", env)
-    execute("sources", env)
+    execute("sources", env, None, "-c", "pipelines/sample_config.yaml")
     for language in [*LM_LANGUAGES, "bg"]:
         execute("perplexity_models", env, language)
     execute("crawl", env, "sample")

@@ -152,7 +152,7 @@ def _sections(paragraphs: list[str], heading: str, rng: random.Random) -> list[s
             if k == 1 and n == 1:
                 lines.append("\\subsection{More}\n")
             if rng.random() < 0.3:
-                lines.append("% TODO: shorten this paragraph before submission\n")
+                lines.append("% note to self: shorten this paragraph before submission\n")
             note = " % check wording" if rng.random() < 0.3 else ""
             lines.append(f"{paragraph}{note}\n\n")
         if n == 0:

@@ -36,7 +36,7 @@ from curation.sample.wiki import CitedPage, choose_cited, write_wiki
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = "4"
+BUILDER_VERSION = "5"
 
 # The curated sources of issue 4, each in its native dump format, built from real text.
 SOURCES = {

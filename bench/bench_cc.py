@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 import pyarrow.parquet as pq
+from report import print_rows
 
 from curation.cc_documents import CCDocuments
 from curation.extract import parse_http
@@ -176,10 +177,7 @@ def main() -> None:
         t, n = best_of(args.repeat, lambda: stage_run(LanguageId(), lang_inputs, storage))
         record("cc_language", t, n, f"{n / t / floor:.2f}x bare fastText")
 
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure'.ljust(width)}  {'items/s':>10}  {'items':>6}  ratio")
-    for name, rate, n, note in rows:
-        print(f"{name.ljust(width)}  {rate:10.1f}  {n:6d}  {note}")
+    print_rows(rows, "measure", "items/s")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import tempfile
 import time
 
 import pyarrow.parquet as pq
+from report import print_rows
 
 from curation.c4 import C4Filter
 from curation.cc_documents import CCDocuments
@@ -124,10 +125,7 @@ def main() -> None:
         c4_language = stage(LanguageId(), documents, "c4_language")
         stage(C4Filter(), c4_language)
 
-    width = max(len(r[0]) for r in rows)
-    print(f"{'stage'.ljust(width)}  {'docs/s':>9}  {'docs':>5}  ratio")
-    for name, rate, n, note in rows:
-        print(f"{name.ljust(width)}  {rate:9.1f}  {n:5d}  {note}")
+    print_rows(rows, "stage", "docs/s")
 
 
 if __name__ == "__main__":

@@ -17,22 +17,27 @@ export LLAMAPIPE_DATA_ROOT := $(DATA)
 LM_LANGUAGES := en fr de es
 STAGES       := cc_documents cc_line_dedup cc_language cc_perplexity cc_wikiref commoncrawl c4
 SOURCES      := wikipedia github books arxiv stackexchange
+CORPUS       := deduplicated mixture
 EXECUTE      := $(BIN)/dagster job execute -m pipelines.definitions -a defs
 
 demo: setup sample $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/llamapipe crawls add $(PARTITION)
 	$(EXECUTE) -j reference
-	$(EXECUTE) -j sources -c pipelines/sample_config.yaml
+	$(EXECUTE) -j sources -c pipelines/sample/sources.yaml
 	for lang in $(LM_LANGUAGES); do \
 		$(EXECUTE) -j perplexity_models --tags "{\"dagster/partition\": \"$$lang\"}" || exit 1; \
 	done
 	$(EXECUTE) -j crawl --tags '{"dagster/partition": "$(PARTITION)"}'
+	$(EXECUTE) -j corpus -c pipelines/sample/corpus.yaml
 	@echo
 	@$(BIN)/llamapipe show $(foreach s,$(SOURCES),$(DATA)/stages/$(s)/all) \
-		$(foreach s,$(STAGES),$(DATA)/stages/$(s)/$(PARTITION))
+		$(foreach s,$(STAGES),$(DATA)/stages/$(s)/$(PARTITION)) \
+		$(foreach s,$(CORPUS),$(DATA)/stages/$(s)/all)
 	@echo
 	@echo "Materialized: the sources $(SOURCES), lm_tokenizer + kenlm_model for"
-	@echo "$(LM_LANGUAGES), and the crawl '$(PARTITION)' through $(STAGES)."
+	@echo "$(LM_LANGUAGES), the crawl '$(PARTITION)' through $(STAGES), and the corpus:"
+	@echo "$(CORPUS), the tokenizer and the token shards (data/stages/tokenized_shards/all)."
+	@echo "The data card: $(DATA)/card/DATA_CARD.md"
 	@echo "Outputs: $(DATA)/stages/<asset>/<partition>/ (part-*.parquet, _dropped/, _manifest.json),"
 	@echo "plots in $(DATA)/stages/<asset>/<partition>.plots/, models in $(DATA)/models/."
 	@echo "Browse the assets, their metadata and plots: make ui  (http://127.0.0.1:3000)"

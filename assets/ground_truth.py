@@ -22,7 +22,7 @@ PLANTED_FILE = "planted.jsonl"
 BOILERPLATE_FILE = "boilerplate.jsonl"
 
 
-def _truth(data_root: DataRoot, crawl: str, name: str) -> list[dict] | None:
+def read_truth(data_root: DataRoot, crawl: str, name: str) -> list[dict] | None:
     path = posixpath.join(posixpath.dirname(data_root.crawl_archives(crawl, "wet")), name)
     storage = data_root.storage()
     if not storage.exists(path):
@@ -43,7 +43,7 @@ def boilerplate_removed(
     data_root: DataRoot, crawl: str, output: str, upstream: str
 ) -> AssetCheckResult:
     """Planted template lines are gone; lines unique in the crawl survive in kept documents."""
-    planted = _truth(data_root, crawl, BOILERPLATE_FILE)
+    planted = read_truth(data_root, crawl, BOILERPLATE_FILE)
     if planted is None:
         return _no_truth(BOILERPLATE_REMOVED)
     storage = data_root.storage()
@@ -87,7 +87,7 @@ PLANTED_KINDS = {SPAM_REMOVED: ("spam", "lorem"), LOREM_REMOVED: ("lorem",)}
 def planted_removed(data_root: DataRoot, crawl: str, output: str, name: str) -> AssetCheckResult:
     """No planted page of the kinds `name` covers is among the kept documents of `output`
     (dropped here or by an earlier stage)."""
-    planted = _truth(data_root, crawl, PLANTED_FILE)
+    planted = read_truth(data_root, crawl, PLANTED_FILE)
     if planted is None:
         return _no_truth(name)
     spam = {row["url"] for row in planted if row["kind"] in PLANTED_KINDS[name]}

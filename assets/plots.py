@@ -7,37 +7,34 @@ partition is published atomically by the runner and stays byte-identical across 
 from __future__ import annotations
 
 import base64
-import io
 import posixpath
 from collections.abc import Mapping, Sequence
 
-import matplotlib
+from dagster import MetadataValue
+from matplotlib.ticker import NullFormatter
 
-matplotlib.use("Agg")  # no display; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-from dagster import MetadataValue  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
-
-from curation.manifest import Manifest  # noqa: E402
-from curation.storage import Storage  # noqa: E402
+from curation.figures import plt, png_bytes
+from curation.manifest import Manifest
+from curation.storage import Storage
 
 
 def plots_dir(output: str) -> str:
     return output.rstrip("/") + ".plots"
 
 
+def data_uri(png: bytes) -> str:
+    """A PNG inlined: the web UI shows markdown images only from data URIs."""
+    return f"data:image/png;base64,{base64.b64encode(png).decode()}"
+
+
 def save_png(figure, storage: Storage, output: str, name: str) -> MetadataValue:
     """Write the figure as `<output>.plots/<name>.png` and return it as inline markdown."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    plt.close(figure)
-    data = buffer.getvalue()
+    data = png_bytes(figure)
     directory = plots_dir(output)
     storage.makedirs(directory)
     path = posixpath.join(directory, f"{name}.png")
     storage.write_bytes(path, data)
-    encoded = base64.b64encode(data).decode()
-    return MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})\n\n`{path}`")
+    return MetadataValue.md(f"![{name}]({data_uri(data)})\n\n`{path}`")
 
 
 def funnel(manifest: Manifest):

@@ -16,11 +16,9 @@ import argparse
 import glob
 import os
 import tempfile
-import time
-from collections.abc import Callable
 
 import pyarrow.parquet as pq
-from report import print_rows
+from report import best_of, print_rows
 
 from curation.cc_documents import CCDocuments
 from curation.extract import parse_http
@@ -29,16 +27,6 @@ from curation.langid import LanguageId, load_model, resolve_model_path
 from curation.runner import run_stage
 from curation.storage import Storage
 from curation.warc import Record, iter_records
-
-
-def best_of(repeat: int, fn: Callable[[], int]) -> tuple[float, int]:
-    """Fastest of `repeat` runs (the least disturbed by other load), and the item count."""
-    best, count = float("inf"), 0
-    for _ in range(repeat):
-        started = time.perf_counter()
-        count = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, count
 
 
 def fastwarc_count(paths: list[str]) -> int:

@@ -27,6 +27,10 @@ one space. A page that then fails the sentence or line minimum is dropped (`c4_d
 Only pages that pass every other rule take part, so a span is never lost because its first
 occurrence sat in a dropped page. Bad words are checked before span dedup, unlike TFDS, for
 the same reason.
+
+Kept rows are relabelled `source = "c4"`: C4 is its own corpus in the mixture (paper Table 1)
+although its pages come from the same crawl as `commoncrawl`. A row keeps the `id` of the crawl
+page it was cleaned from, so the same page has the same id in both corpora.
 """
 
 from __future__ import annotations
@@ -130,12 +134,15 @@ def bad_words_pattern(words: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
 
+SOURCE = "c4"
+
+
 @dataclass(frozen=True)
 class C4Filter(Stage):
     """C4's line and page heuristics and its repeated-span dedup; see the module docstring."""
 
     name: ClassVar[str] = "c4"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     output_schema: ClassVar[pa.Schema] = LanguageId.output_schema
 
     languages: tuple[str, ...] = ("en",)  # empty: every language
@@ -302,7 +309,7 @@ def _shard_output(
     dropped = table.filter(pa.array([bool(r) for r in reasons]))
     cleaned = table.set_column(
         table.schema.get_field_index("text"), "text", pa.array(texts, pa.string())
-    )
+    ).set_column(table.schema.get_field_index("source"), "source", pa.array([SOURCE] * len(texts)))
     return ShardOutput(
         n_in=table.num_rows,
         kept=cleaned.filter(keep),

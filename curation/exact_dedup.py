@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import posixpath
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -26,36 +25,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.arrays import load_array, save_array
+from curation.arrays import ShardArray, ShardArrayTask, load_array, save_array, shard_array_path
 from curation.documents import drop_rows
 from curation.stage import ShardInput, ShardOutput, Stage, state_field
 from curation.storage import Storage
 from curation.wikiref import WikiRefFilter
-
-ShardKeys = Callable[[ShardInput, Storage, str], np.ndarray]
-
-
-def _keys_path(workdir: str, shard: ShardInput) -> str:
-    return posixpath.join(workdir, f"{shard.name}.keys.npy")
-
-
-def _first_path(workdir: str, shard: ShardInput) -> str:
-    return posixpath.join(workdir, f"{shard.name}.first.npy")
-
-
-@dataclass(frozen=True)
-class _KeysTask:
-    """Map step: one shard's keys to a file; picklable for process pools."""
-
-    shard_keys: ShardKeys
-    storage: Storage
-    workdir: str
-
-    def __call__(self, shard: ShardInput) -> str:
-        path = _keys_path(self.workdir, shard)
-        if not self.storage.exists(path):  # a resumed run keeps finished shards
-            save_array(self.storage, path, self.shard_keys(shard, self.storage, self.workdir))
-        return shard.name
 
 
 def first_occurrence_masks(per_shard: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -74,22 +48,22 @@ def first_occurrence_pass(
     storage: Storage,
     workdir: str,
     executor: Any,
-    shard_keys: ShardKeys,
+    shard_keys: ShardArray,
 ) -> None:
     """Write, for every shard, the first-occurrence mask of the keys `shard_keys` gives it.
 
     `shard_keys(shard, storage, workdir)` runs in the executor's workers (so it must pickle,
     e.g. a bound method of a stage) and may write its own extra files under `workdir`."""
     storage.makedirs(workdir)
-    list(executor.map_unordered(_KeysTask(shard_keys, storage, workdir), inputs))
-    keys = [load_array(storage, _keys_path(workdir, s)) for s in inputs]
+    list(executor.map_unordered(ShardArrayTask(shard_keys, storage, workdir, "keys"), inputs))
+    keys = [load_array(storage, shard_array_path(workdir, s, "keys")) for s in inputs]
     for shard, mask in zip(inputs, first_occurrence_masks(keys), strict=True):
-        save_array(storage, _first_path(workdir, shard), mask)
+        save_array(storage, shard_array_path(workdir, shard, "first"), mask)
 
 
 def first_occurrences(storage: Storage, workdir: str, shard: ShardInput) -> np.ndarray:
     """The mask `first_occurrence_pass` wrote for `shard`, aligned with its keys."""
-    return load_array(storage, _first_path(workdir, shard))
+    return load_array(storage, shard_array_path(workdir, shard, "first"))
 
 
 def content_digest(text: str) -> bytes:

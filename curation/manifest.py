@@ -58,6 +58,8 @@ class Manifest:
     fingerprint: str
     shards: list[ShardRecord]
     schema_version: int = SCHEMA_VERSION
+    # What the stage's global pass decided (`Stage.summary`), e.g. the mixture's plan.
+    summary: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_in(self) -> int:
@@ -106,6 +108,7 @@ class Manifest:
                 "out": sum(s.bytes_out for s in self.shards),
             },
             "histograms": self.histograms,
+            "summary": self.summary,
             "shards": [asdict(s) for s in self.shards],
         }
         return json.dumps(body, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
@@ -121,4 +124,5 @@ class Manifest:
             fingerprint=body["fingerprint"],
             shards=[ShardRecord(**s) for s in body["shards"]],
             schema_version=body["schema_version"],
+            summary=body.get("summary", {}),
         )

@@ -43,6 +43,7 @@ CODE_VERSION = "0.1.0"
 _RUN_FILE = "_run.json"
 _SHARDS_DIR = "_shards"
 _PREPARE_DIR = "_prepare"
+_SUMMARY_FILE = "_summary.json"
 
 
 def staging_path(output: str, suffix: str = "staging") -> str:
@@ -97,11 +98,14 @@ def run_stage(
     executor = executor or LocalExecutor(1)
     records = _resume(storage, staging, run_fp)
     todo = [(i, shard) for i, shard in enumerate(inputs) if i not in records]
+    summary_path = posixpath.join(staging, _SUMMARY_FILE)
     if todo:
         prepared = stage.prepare(inputs, storage, posixpath.join(staging, _PREPARE_DIR), executor)
+        storage.write_bytes(summary_path, json.dumps(prepared.summary()).encode())
         task = _ShardTask(prepared, storage, staging)
         for record in executor.map_unordered(task, todo):
             records[record.index] = record
+    summary = json.loads(storage.read_bytes(summary_path)) if storage.exists(summary_path) else {}
 
     manifest = Manifest(
         stage=stage.name,
@@ -110,12 +114,15 @@ def run_stage(
         inputs=[{"name": i.name, "fingerprint": i.fingerprint} for i in inputs],
         fingerprint=run_fp,
         shards=[records[i] for i in range(len(inputs))],
+        summary=summary,
     )
     storage.remove_tree(posixpath.join(staging, _SHARDS_DIR))
     storage.remove_tree(posixpath.join(staging, _PREPARE_DIR))
-    storage.fs.delete_file(posixpath.join(staging, _RUN_FILE))
+    for name in (_RUN_FILE, _SUMMARY_FILE):
+        if storage.exists(posixpath.join(staging, name)):
+            storage.fs.delete_file(posixpath.join(staging, name))
     storage.write_bytes(posixpath.join(staging, MANIFEST_NAME), manifest.to_json().encode())
-    _publish(storage, staging, output)
+    publish(storage, staging, output)
     return manifest
 
 
@@ -138,11 +145,12 @@ def _resume(storage: Storage, staging: str, run_fp: str) -> dict[int, ShardRecor
     return {}
 
 
-def _publish(storage: Storage, staging: str, output: str) -> None:
+def publish(storage: Storage, staging: str, output: str, last: str = MANIFEST_NAME) -> None:
     """Swap the finished staging directory in for the output.
 
     A crash between the two moves leaves no output (and the previous one under `.old`), never
-    a partially written one. Stores without directory rename copy, manifest last.
+    a partially written one. Stores without directory rename copy, the file `last` (the
+    commit marker readers look for) after all others.
     """
     old = staging_path(output, "old")
     storage.remove_tree(old)
@@ -152,7 +160,7 @@ def _publish(storage: Storage, staging: str, output: str) -> None:
         storage.fs.move(staging, output)
     else:
         storage.remove_tree(output)
-        storage.copy_tree(staging, output, last=MANIFEST_NAME)
+        storage.copy_tree(staging, output, last=last)
         storage.remove_tree(staging)
     storage.remove_tree(old)
 
@@ -201,11 +209,12 @@ class _ShardTask:
 
 
 def _text_bytes(out: ShardOutput) -> Counter[str]:
-    """UTF-8 bytes of text kept and dropped by reason: the funnel in bytes, not only rows."""
+    """UTF-8 bytes of text kept and dropped by reason: the funnel in bytes, not only rows.
+    Outputs without a `text` column (signatures) count nothing."""
     counts: Counter[str] = Counter()
-    if out.kept.num_rows:
+    if out.kept.num_rows and "text" in out.kept.column_names:
         counts["kept"] = pc.sum(pc.binary_length(out.kept.column("text"))).as_py()
-    if out.dropped.num_rows:
+    if out.dropped.num_rows and "text" in out.dropped.column_names:
         lengths = pc.binary_length(out.dropped.column("text")).to_pylist()
         for reason, n in zip(out.dropped.column("reason").to_pylist(), lengths, strict=True):
             counts[reason] += n or 0

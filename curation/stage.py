@@ -88,6 +88,11 @@ class Stage(ABC):
         on a `state_field`. The default stage is purely per shard."""
         return self
 
+    def summary(self) -> dict[str, Any]:
+        """What the global pass decided, for the manifest (called on the stage `prepare`
+        returned). Deterministic JSON values only: the manifest must not change between runs."""
+        return {}
+
     @abstractmethod
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
         """Turn one input shard into kept and dropped rows."""

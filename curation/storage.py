@@ -69,6 +69,11 @@ class Storage:
         names = [i.path for i in infos if i.type == pafs.FileType.File]
         return sorted(p for p in names if p.endswith(suffix))
 
+    def list_dirs(self, path: str) -> list[str]:
+        """Directories directly under `path`, sorted by name; none if it does not exist."""
+        infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        return sorted(i.path for i in infos if i.type == pafs.FileType.Directory)
+
     def makedirs(self, path: str) -> None:
         self.fs.create_dir(path, recursive=True)
 

@@ -48,6 +48,7 @@ def _stages() -> dict[str, tuple[type[Stage], Callable]]:
     from curation.exact_dedup import ExactDedup
     from curation.langid import LanguageId
     from curation.line_dedup import LineDedup
+    from curation.mixture import Mixture
     from curation.perplexity import Perplexity
     from curation.sources import arxiv, github
     from curation.sources.books import BooksClean, book_shards
@@ -68,6 +69,7 @@ def _stages() -> dict[str, tuple[type[Stage], Callable]]:
         BooksClean.name: (BooksClean, book_shards),
         arxiv.ArxivClean.name: (arxiv.ArxivClean, _files(arxiv.SUFFIXES)),
         StackExchangeClean.name: (StackExchangeClean, site_shards),
+        Mixture.name: (Mixture, partition_shards),
     }
 
 

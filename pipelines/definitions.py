@@ -2,13 +2,13 @@
 
 from dagster import Definitions, load_assets_from_modules, multiprocess_executor
 
-from assets import c4, commoncrawl, quality, reference, sources
+from assets import c4, commoncrawl, corpus, quality, reference, sources, tokens
 from curation.executor import available_cpus
 from pipelines.jobs import JOBS
 from pipelines.resources import RESOURCES
 
 defs = Definitions(
-    assets=load_assets_from_modules([commoncrawl, quality, c4, reference, sources]),
+    assets=load_assets_from_modules([commoncrawl, quality, c4, reference, sources, corpus, tokens]),
     jobs=JOBS,
     resources=RESOURCES,
     # The multiprocess executor sizes itself from the host's cores, not the container's

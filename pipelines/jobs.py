@@ -1,7 +1,8 @@
 """Jobs: named selections of the asset graph that people and CI run, in this order on a new
 deployment: `reference` (Wikipedia text), `sources` (GitHub, Books, ArXiv,
 StackExchange), `perplexity_models` (one run per language
-partition), then `crawl` (one run per crawl partition)."""
+partition), then `crawl` (one run per crawl partition), then `corpus` (everything that
+reads all crawls and sources at once)."""
 
 from dagster import AssetSelection, define_asset_job
 
@@ -29,4 +30,11 @@ crawl_job = define_asset_job(
     description="One crawl partition through CCNet and RedPajama's CommonCrawl processing.",
 )
 
-JOBS = [reference_job, sources_job, perplexity_models_job, crawl_job]
+corpus_job = define_asset_job(
+    "corpus",
+    selection=AssetSelection.groups("corpus", "tokens"),
+    description="Every processed crawl and source -> global dedup -> mixture -> tokenizer -> "
+    "token shards -> data card.",
+)
+
+JOBS = [reference_job, sources_job, perplexity_models_job, crawl_job, corpus_job]

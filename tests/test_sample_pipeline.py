@@ -36,6 +36,16 @@ EXTRA_CHECKS = {
     ("c4", "planted_lorem_removed"),
     ("wikiref_classifier", "heldout_auc_above_floor"),
     *((source, "rules_hold_on_output") for source in SOURCES[1:]),
+    ("deduplicated", "removals_are_near_copies"),
+    ("deduplicated", "planted_duplicates_collapsed"),
+    ("mixture", "shares_on_plan"),
+    ("tokenizer", "digits_split"),
+    ("tokenizer", "unicode_round_trips"),
+    ("tokenizer", "special_ids"),
+    ("tokenized_shards", "counts_conserve"),
+    ("tokenized_shards", "shards_intact"),
+    ("tokenized_shards", "decodes_to_the_mixture"),
+    ("data_card", "every_stage_conserves"),
 }
 
 
@@ -66,7 +76,8 @@ def execute(job: str, env: dict, partition: str | None = None, *options: str) ->
 @pytest.fixture(scope="module")
 def materialized(sample_world, tmp_path_factory):
     """What `make demo` runs, in a fresh instance and data root: Wikipedia, the perplexity
-    models of the sample's Wikipedia languages (and one language without text), the crawl."""
+    models of the sample's Wikipedia languages (and one language without text), the crawl,
+    the corpus."""
     home = tmp_path_factory.mktemp("dagster_home")
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     root = tmp_path_factory.mktemp("data")
@@ -79,10 +90,11 @@ def materialized(sample_world, tmp_path_factory):
     }
     subprocess.run([BIN / "llamapipe", "crawls", "add", "sample"], env=env, check=True, timeout=120)
     execute("reference", env)
-    execute("sources", env, None, "-c", "pipelines/sample_config.yaml")
+    execute("sources", env, None, "-c", "pipelines/sample/sources.yaml")
     for language in [*LM_LANGUAGES, "bg"]:
         execute("perplexity_models", env, language)
     execute("crawl", env, "sample")
+    execute("corpus", env, None, "-c", "pipelines/sample/corpus.yaml")
     return home, root / "stages"
 
 
@@ -109,7 +121,7 @@ def test_every_stage_conserves_counts_and_its_checks_pass(materialized):
                 results[(check.asset_key.path[0], check.check_name)] = check.passed
         stage_checks = {
             (stage, check)
-            for stage in [*STAGES, "c4", *SOURCES]
+            for stage in [*STAGES, "c4", *SOURCES, "deduplicated", "mixture"]
             for check in ["counts_conserve", "output_schema"]
         }
         assert results == {key: True for key in stage_checks | EXTRA_CHECKS}
@@ -201,3 +213,25 @@ def test_every_hostile_source_input_is_a_quarantine_row(materialized, sample_wor
     assert stackexchange["malformed_xml"] == 1  # the billion-laughs site, refused
     books = Counter(r["reason"] for r in rows(stages / "books" / "all", dropped=True))
     assert books["empty_book"] == 1 and books["invalid_encoding"] == 1
+
+
+def test_the_corpus_is_deduplicated_mixed_tokenized_and_described(materialized):
+    _, stages = materialized
+    dedup = json.loads((stages / "deduplicated" / "all" / "_manifest.json").read_text())
+    sources = {r["source"] for r in rows(stages / "deduplicated" / "all")}
+    assert sources == {"commoncrawl", "c4", *SOURCES}
+    assert dedup["counts"]["dropped"].get("near_duplicate", 0) > 0
+
+    mixture = rows(stages / "mixture" / "all")
+    assert {r["split"] for r in mixture} == {"train", "validation"}
+    shards = json.loads((stages / "tokenized_shards" / "all" / "_manifest.json").read_text())
+    held_out = sum(r["split"] == "validation" for r in mixture)
+    assert shards["counts"]["written"]["validation"] == held_out
+    assert shards["splits"]["train"]["documents"] == sum(
+        r["repeats"] for r in mixture if r["split"] == "train"
+    )
+
+    card = (stages.parent / "card" / "DATA_CARD.md").read_text()
+    for section in ["## Funnel", "## Deduplication", "## Mixture", "## Tokens per corpus"]:
+        assert section in card
+    assert "| deduplicated[all] |" in card and (stages.parent / "card" / "funnel.png").exists()

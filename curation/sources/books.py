@@ -1,7 +1,7 @@
 """`books`: Project Gutenberg and Books3, cleaned, then deduplicated at the book level.
 
 The paper removes "books with more than 90% content overlap". Here *content overlap* of two
-books A and B is the containment of their word 5-gram sets (lowercased `\\w+` words):
+books A and B is the containment of their word 5-gram sets (`curation.minhash.shingle_hashes`):
 
     overlap(A, B) = |S(A) ∩ S(B)| / min(|S(A)|, |S(B)|)
 
@@ -28,7 +28,6 @@ containment at a low Jaccard, and those are the pairs a high LSH threshold would
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import posixpath
 import re
 from collections import Counter
@@ -43,6 +42,7 @@ from datasketch import MinHash, MinHashLSH
 from curation.arrays import load_array, save_array
 from curation.documents import DOCUMENT_SCHEMA, Document, document_id, documents_table, drop_rows
 from curation.inputs import MissingInput, file_shard
+from curation.minhash import shingle_hashes
 from curation.stage import ShardInput, ShardOutput, Stage, state_field
 from curation.storage import Storage
 
@@ -58,7 +58,6 @@ _ANY_MARKER = re.compile(
     r"^\*{3}\s*(?:START|END) OF (?:THE|THIS) PROJECT GUTENBERG", re.IGNORECASE | re.MULTILINE
 )
 _HEADER_FIELD = re.compile(r"^(Title|Language):[ \t]*(\S.*?)\s*$", re.MULTILINE)
-_WORD = re.compile(r"\w+")
 # Gutenberg writes languages out in English; the other stages use ISO 639-1 codes.
 LANGUAGE_CODES = {
     "english": "en",
@@ -117,38 +116,6 @@ def decode_book(raw: bytes) -> str | None:
 def gutenberg_markers(text: str) -> list[str]:
     """The Gutenberg START/END marker lines left in a text (none after cleaning)."""
     return [m.group(0) for m in _ANY_MARKER.finditer(text)]
-
-
-def _word_hashes(words: list[str]) -> np.ndarray:
-    """A stable 64-bit hash per word; each distinct word is hashed once."""
-    vocabulary: dict[str, int] = {}
-    ids = [vocabulary.setdefault(w, len(vocabulary)) for w in words]
-    table = np.array(
-        [
-            int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
-            for w in vocabulary
-        ],
-        dtype=np.uint64,
-    )
-    return table[np.array(ids, dtype=np.int64)]
-
-
-def shingle_hashes(text: str, n: int = 5) -> np.ndarray:
-    """Sorted distinct 64-bit hashes of the lowercased word n-grams of `text`.
-
-    An n-gram hash is a polynomial over its word hashes (uint64, wrapping), computed for all
-    positions at once; a text of fewer than n words is one shingle of all its words.
-    """
-    words = _WORD.findall(text.lower())
-    if not words:
-        return np.array([], dtype=np.uint64)
-    n = min(n, len(words))
-    word = _word_hashes(words)
-    count = len(words) - n + 1
-    hashes = word[:count].copy()
-    for k in range(1, n):
-        hashes = hashes * np.uint64(0x100000001B3) + word[k : k + count]
-    return np.unique(hashes)
 
 
 def content_overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -263,7 +230,7 @@ class BooksClean(Stage):
     per cluster of books with more than `overlap_threshold` content overlap."""
 
     name: ClassVar[str] = "books"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: shingles from curation.minhash
     output_schema: ClassVar[pa.Schema] = DOCUMENT_SCHEMA
 
     shingle_words: int = 5

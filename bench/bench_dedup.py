@@ -1,0 +1,315 @@
+"""Global dedup: signature throughput against datasketch, and memory of the global pass.
+
+(a) Signatures per second, one process (one core: numpy here is single-threaded), on the
+    texts of every finished contract partition under --stages (the sample world's
+    commoncrawl, c4 and curated sources, as `make demo` leaves them), or of the Parquet files
+    given with --input. References, measured in this run on the same texts and the same
+    word 5-gram shingles:
+      - datasketch per document: `MinHash()` then `update(shingle)` per shingle (the usual
+        loop, with datasketch's default SHA-1 hash of the shingle bytes);
+      - datasketch `MinHash.bulk`: one `update_batch` per document (same hash).
+    The rates are docs/s; "6KB-docs/s" converts bytes/s to the 6 KB documents of the target
+    in DESIGN.md section 6 (>= 900). The `dedup_signatures` and `deduplicated` stages then run
+    end to end (runner, Parquet, one worker) on the same partitions.
+
+(b) Peak memory of the bucket reduce and of the cluster step on a synthetic corpus at 1x, 4x
+    and 16x (distinct perturbed copies of sample documents, with a fixed share of exact and
+    near duplicates), the partition bound fixed. Each step runs alone in a fresh child
+    process; the peak is tracemalloc's (Python and numpy allocations) plus the Arrow memory
+    pool's maximum (Arrow's allocations, which tracemalloc does not see).
+
+    python bench/bench_dedup.py [--stages data/stages] [--input part.parquet ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import multiprocessing
+import os
+import random
+import tempfile
+import time
+import tracemalloc
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasketch import MinHash
+from report import best_of, print_rows
+
+from curation.dedup_buckets import MapTask, ReduceTask
+from curation.dedup_corpus import CorpusGroup, CorpusShard, corpus_inputs
+from curation.dedup_signatures import MinHashSignatures
+from curation.documents import DOCUMENT_SCHEMA
+from curation.executor import LocalExecutor
+from curation.inputs import partition_shards
+from curation.minhash import signatures
+from curation.near_dedup import Deduplicated
+from curation.runner import read_manifest, run_stage
+from curation.storage import Storage
+
+# curation.minhash's word bytes: ASCII letters, digits, "_" and every non-ASCII byte
+_SEPARATORS = bytes(
+    b if chr(b).isalnum() and b < 128 or b == 95 or b > 127 else 32 for b in range(256)
+)
+SCALES = (1, 4, 16)
+DOCS_PER_SHARD = 2000
+
+
+def partitions(stages: str) -> list[tuple[str, str]]:
+    """(name, directory) of every finished contract partition under `stages`."""
+    found = []
+    for source in ("commoncrawl", "c4", "wikipedia", "books", "arxiv", "stackexchange", "github"):
+        for directory in sorted(glob.glob(os.path.join(stages, source, "*"))):
+            if os.path.isdir(directory) and read_manifest(Storage("/"), directory):
+                found.append((f"{source}/{os.path.basename(directory)}", directory))
+    return found
+
+
+def shingle_bytes(text: str) -> list[bytes]:
+    """The same words and 5-grams as curation.minhash, as bytes for datasketch to hash."""
+    words = text.lower().encode().translate(_SEPARATORS).split()
+    if len(words) < 5:
+        return [b" ".join(words)] if words else []
+    return [b" ".join(words[i : i + 5]) for i in range(len(words) - 4)]
+
+
+def datasketch_per_shingle(texts: list[str]) -> int:
+    for text in texts:
+        minhash = MinHash(num_perm=112, seed=1, scheme="affine32")
+        for shingle in shingle_bytes(text):
+            minhash.update(shingle)
+    return len(texts)
+
+
+def datasketch_bulk(texts: list[str]) -> int:
+    MinHash.bulk([shingle_bytes(t) for t in texts], num_perm=112, seed=1, scheme="affine32")
+    return len(texts)
+
+
+def ours(texts: list[str]) -> int:
+    return len(signatures(texts, 112, 1)[0])
+
+
+def throughput(texts: list[str], subset: list[str], repeat: int) -> list[tuple]:
+    rows = []
+
+    def record(name: str, seconds: float, docs: list[str], note: str = "") -> float:
+        mb = sum(len(t.encode()) for t in docs) / 1e6
+        rate = len(docs) / seconds
+        rows.append(
+            (
+                name,
+                rate,
+                len(docs),
+                f"{mb / seconds:.2f} MB/s = {mb * 1e6 / 6000 / seconds:.0f} 6KB-docs/s {note}",
+            )
+        )
+        return rate
+
+    t, _ = best_of(1, lambda: datasketch_per_shingle(subset))
+    loop = record("datasketch MinHash() + update per shingle", t, subset)
+    t, _ = best_of(repeat, lambda: datasketch_bulk(subset))
+    bulk = record("datasketch MinHash.bulk (update_batch)", t, subset)
+    t, _ = best_of(repeat, lambda: ours(subset))
+    record(
+        "curation.minhash.signatures (same docs)",
+        t,
+        subset,
+        f"{len(subset) / t / loop:.0f}x per-shingle, {len(subset) / t / bulk:.1f}x bulk",
+    )
+    t, _ = best_of(repeat, lambda: ours(texts))
+    record("curation.minhash.signatures (all docs)", t, texts)
+    return rows
+
+
+def stage_runs(
+    found: list[tuple[str, str]], storage: Storage, tmp: str
+) -> tuple[list[tuple], dict]:
+    """dedup_signatures over every partition, then deduplicated over all of them."""
+    rows, groups, started, n = [], [], time.perf_counter(), 0
+    for name, directory in found:
+        out = os.path.join(tmp, "signatures", name)
+        n += run_stage(MinHashSignatures(), partition_shards(storage, directory), out, storage).n_in
+        crawl = name.split("/")[1] if name.split("/")[0] in ("commoncrawl", "c4") else None
+        groups.append(CorpusGroup(name, directory, out, crawl))
+    seconds = time.perf_counter() - started
+    rows.append(("dedup_signatures stage (runner, Parquet)", n / seconds, n, ""))
+    started = time.perf_counter()
+    manifest = run_stage(
+        Deduplicated(), corpus_inputs(storage, groups), os.path.join(tmp, "out"), storage
+    )
+    seconds = time.perf_counter() - started
+    rows.append(
+        (
+            "deduplicated stage (all partitions)",
+            manifest.n_in / seconds,
+            manifest.n_in,
+            f"dropped {manifest.dropped}",
+        )
+    )
+    return rows, manifest.summary | {
+        "removed_by_source_pair": manifest.histograms.get("removed_by_source_pair", {})
+    }
+
+
+# --- (b) memory ---------------------------------------------------------------------------
+
+
+def perturbed(words: list[str], rng: random.Random, share: float) -> list[str]:
+    out = list(words)
+    for i in rng.sample(range(len(out)), int(len(out) * share)):
+        out[i] = f"p{rng.randrange(1 << 30)}"
+    return out
+
+
+def synthetic_texts(base: list[list[str]], scale: int, duplicate_rate: float) -> list[str]:
+    """`scale` distinct copies of every base document (40% of words replaced: Jaccard far
+    below the threshold), then exact and near duplicates of `duplicate_rate` of them."""
+    rng = random.Random(scale)
+    texts = [" ".join(perturbed(w, rng, 0.4)) for _ in range(scale) for w in base]
+    chosen = rng.sample(range(len(texts)), int(len(texts) * duplicate_rate))
+    half = len(chosen) // 2
+    texts += [texts[i] for i in chosen[:half]]  # exact
+    texts += [" ".join(perturbed(texts[i].split(), rng, 0.01)) for i in chosen[half:]]  # near
+    rng.shuffle(texts)
+    return texts
+
+
+def write_corpus(root: str, texts: list[str], storage: Storage) -> list[CorpusShard]:
+    shards = []
+    for index, start in enumerate(range(0, len(texts), DOCS_PER_SHARD)):
+        chunk = texts[start : start + DOCS_PER_SHARD]
+        documents = pa.table(
+            {
+                "id": [f"d{start + i:09d}" for i in range(len(chunk))],
+                "source": ["commoncrawl"] * len(chunk),
+                "text": chunk,
+                "url": pa.nulls(len(chunk), pa.string()),
+                "meta": ["{}"] * len(chunk),
+            },
+            schema=DOCUMENT_SCHEMA,
+        )
+        path = os.path.join(root, f"docs-{index:05d}.parquet")
+        signed = os.path.join(root, f"sigs-{index:05d}.parquet")
+        pq.write_table(documents, path)
+        pq.write_table(MinHashSignatures().signature_table(documents), signed)
+        shards.append(
+            CorpusShard(f"s/{index}", path, str(index), 0, signed, "bench", len(chunk), 112)
+        )
+    return shards
+
+
+def _measure(step: str, stage: Deduplicated, inputs: list[CorpusShard], workdir: str) -> tuple:
+    """In a fresh process: run one step, every bucket partition or the cluster step; return
+    its peak bytes (tracemalloc + Arrow pool) and what it worked on."""
+    storage = Storage("/")
+    plan = stage.plan(inputs, workdir)
+    tracemalloc.start()
+    if step == "reduce":
+        task = ReduceTask(plan, storage, len(inputs))
+        for partition in range(plan.partitions):
+            task(partition)
+    else:
+        summary = stage.cluster(plan, inputs, storage)
+    peak = tracemalloc.get_traced_memory()[1] + pa.default_memory_pool().max_memory()
+    if step == "reduce":
+        offsets = [
+            np.frombuffer(storage.read_bytes(plan.path("offsets", i)), "<u8")
+            for i in range(len(inputs))
+        ]
+        rows = int(np.diff(np.sum(offsets, axis=0)).max())
+        counts = [
+            json.loads(storage.read_bytes(plan.path("counts", p))) for p in range(plan.partitions)
+        ]
+        pairs = max(c["candidates"] for c in counts)
+        return (
+            peak,
+            f"{plan.partitions} partitions of <= {rows} rows, <= {pairs} candidate pairs",
+            0,
+        )
+    clustered = summary["documents_in_clusters"]
+    return peak, f"{clustered} docs in {summary['clusters']} clusters", clustered
+
+
+def in_child(*args) -> tuple:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_measure, args)
+
+
+def memory(base: list[list[str]], bound: int, duplicate_rate: float) -> tuple[list[tuple], str]:
+    """The table rows, and the cluster step's marginal bytes per clustered document."""
+    rows, clustered = [], []
+    storage = Storage("/")
+    for scale in SCALES:
+        with tempfile.TemporaryDirectory() as tmp:
+            texts = synthetic_texts(base, scale, duplicate_rate)
+            inputs = write_corpus(tmp, texts, storage)
+            stage = Deduplicated(max_rows_per_bucket_partition=bound)
+            workdir = os.path.join(tmp, "work")
+            plan = stage.plan(inputs, workdir)
+            plan.makedirs(storage)
+            list(LocalExecutor(1).map_unordered(MapTask(plan, storage), list(enumerate(inputs))))
+            for step in ("reduce", "cluster"):
+                peak, note, documents = in_child(step, stage, inputs, workdir)
+                rows.append((f"{step} step, {scale}x corpus", peak / 1e6, len(texts), note))
+            clustered.append((peak, documents))
+    (small, n_small), (large, n_large) = clustered[-2:]
+    marginal = (
+        f"cluster step: {(large - small) / (n_large - n_small):.0f} bytes per clustered document "
+        f"({SCALES[-2]}x to {SCALES[-1]}x)"
+    )
+    return rows, marginal
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--stages", default="data/stages")
+    parser.add_argument("--input", nargs="*", default=[], help="contract Parquet files instead")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--reference-docs", type=int, default=400, help="docs for the slow datasketch loop"
+    )
+    parser.add_argument("--base-docs", type=int, default=20_000, help="1x synthetic corpus")
+    parser.add_argument(
+        "--bound",
+        type=int,
+        default=24_000,
+        help="max_rows_per_bucket_partition for (b): small enough that the 1x corpus has more "
+        "partitions than bands, so partitions are full of distinct pairs at every scale",
+    )
+    parser.add_argument("--duplicate-rate", type=float, default=0.2)
+    args = parser.parse_args()
+
+    storage = Storage("/")
+    found = [] if args.input else partitions(os.path.abspath(args.stages))
+    paths = args.input or [
+        p for _, d in found for p in glob.glob(os.path.join(d, "part-*.parquet"))
+    ]
+    texts = [
+        t for p in paths for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()
+    ]
+    subset = random.Random(0).sample(texts, min(args.reference_docs, len(texts)))
+    rows = throughput(texts, subset, args.repeat)
+    if found:
+        with tempfile.TemporaryDirectory() as tmp:
+            stage_rows, summary = stage_runs(found, storage, tmp)
+        rows += stage_rows
+    print_rows(rows, "signatures", "docs/s")
+    if found:
+        print({k: v for k, v in summary.items() if k != "example_clusters"})
+
+    base = [t.split()[:150] for t in texts if len(t.split()) >= 150]
+    base = (base * (args.base_docs // max(1, len(base)) + 1))[: args.base_docs]
+    print()
+    rows, marginal = memory(base, args.bound, args.duplicate_rate)
+    print_rows(rows, "global pass memory", "MB")
+    print(marginal)
+
+
+if __name__ == "__main__":
+    main()

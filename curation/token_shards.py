@@ -1,0 +1,575 @@
+"""`tokenized_shards`: the mixture as fixed-size binary token shards, train and validation.
+
+Layout of an output directory (written to a staging sibling and renamed into place):
+
+    <output>/tokenizer.model                   the model the tokens were made with (a copy)
+    <output>/train/shard-NNNNN.bin             raw little-endian tokens, `shard_tokens` each
+                                               (the last shard of a split may be shorter)
+    <output>/train/shard-NNNNN.idx.npy         int64: the split-global exclusive end offsets of
+                                               the documents whose `</s>` lies in this shard
+    <output>/validation/...                    the same for validation rows
+    <output>/_manifest.json                    counts per split, source, pass and shard, the
+                                               sha256 of every file, tokenizer and input
+                                               fingerprints, dtype, eos id, shard size
+
+The stream. A split is one token stream cut into shards: every document is its token ids
+followed by `</s>` (eos). No `<s>` (bos) is written: documents are separated by eos only,
+as in GPT-style packed pre-training streams, because a bos inside a packed training sequence
+would be a token the model must predict after every eos with certainty (a wasted target per
+document), and at inference LLaMA's prompt starts with bos, which the loader can reproduce
+(`LoaderConfig.prepend_bos`) by putting bos at the start of every training sequence instead.
+Documents may span shards: shards are fixed-size slices of the stream, so a global offset
+maps to (shard, position) by one division, and the loader reads across a boundary as if the
+split were one array. The dtype is the smallest unsigned integer that holds the vocabulary
+(uint16 for 32000).
+
+Which rows go where (see curation/token_inputs.py for the columns): validation rows once, in
+input order, to `validation/`; train rows as epoch passes: pass 0 is every train row with
+repeats >= 1 in input order, pass 1 every row with repeats >= 2, and so on, so a document
+never directly follows its own copy. Train rows with repeats 0 and rows with empty text are
+not written and are counted (`counts.excluded`), so `in == validation + train + excluded`.
+Documents containing U+2581 (SentencePiece's space symbol, decoded as a space) are written and
+counted as `lossy_documents`.
+
+Parallelism and determinism: each input part is encoded by one task of the shard executor
+into a work file (tokens, lengths, roles) in the staging directory; one sequential pass then
+cuts the final shards from the work files in input order. Shard bytes therefore do not depend
+on the executor, the worker count or `encode_threads` (none of which are in the fingerprint).
+A killed run resumes with the parts already encoded; a rerun with the same inputs, tokenizer
+bytes, shard size and plan fingerprint reuses the output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import chain
+
+import numpy as np
+import pyarrow.compute as pc
+import sentencepiece as spm
+
+from curation.arrays import load_array, save_array
+from curation.executor import LocalExecutor, ShardExecutor
+from curation.manifest import MANIFEST_NAME, fingerprint
+from curation.runner import publish, staging_path
+from curation.stage import ShardInput
+from curation.storage import Storage
+from curation.token_inputs import (
+    DEFAULT_BATCH_ROWS,
+    TRAIN,
+    VALIDATION,
+    StreamBatch,
+    read_stream,
+    resolve_inputs,
+)
+from curation.tokenizer import MODEL_NAME, WHITESPACE_SYMBOL
+
+VERSION = "1"
+SPLITS = (TRAIN, VALIDATION)
+BIN_SUFFIX = ".bin"
+INDEX_SUFFIX = ".idx.npy"
+_WORK_DIR = "_work"
+_RUN_FILE = "_run.json"
+# Per-part counts in the work records, summed into the manifest.
+_COUNTED = ("rows", "validation", "train", "empty_text", "repeats_zero", "lossy_documents")
+
+
+@dataclass(frozen=True)
+class TokenShardsConfig:
+    """`shard_tokens` shapes the output (fingerprinted); the others only the speed."""
+
+    shard_tokens: int = 1 << 27  # 256 MiB per uint16 shard
+    encode_threads: int = 1  # SentencePiece threads inside each executor task
+    batch_rows: int = DEFAULT_BATCH_ROWS
+
+    def __post_init__(self) -> None:
+        if self.shard_tokens < 1:
+            raise ValueError(f"shard_tokens must be positive, got {self.shard_tokens}")
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The smallest little-endian unsigned dtype holding ids 0 .. vocab_size - 1."""
+    for dtype in ("<u1", "<u2", "<u4"):
+        if vocab_size - 1 <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise ValueError(f"vocabulary of {vocab_size} does not fit 32-bit token ids")
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding: one executor task per input part
+
+
+class _PartTokens:
+    """What encoding one part collects, batch by batch: the written rows' tokens and roles."""
+
+    def __init__(self, dtype: np.dtype):
+        self.dtypes = {
+            "tokens": dtype,
+            "lengths": np.int64,
+            "validation": np.bool_,
+            "repeats": np.int64,
+            "source": np.int32,
+        }
+        self.arrays: dict[str, list[np.ndarray]] = defaultdict(list)
+        self.counts: Counter[str] = Counter()
+        self.sources: dict[str, int] = {}
+
+    def add(self, batch: StreamBatch, sp: spm.SentencePieceProcessor, threads: int) -> None:
+        text = batch.table.column("text")
+        nonempty = pc.fill_null(pc.binary_length(text), 0).to_numpy() > 0
+        written = nonempty & (batch.validation | (batch.repeats > 0))
+        self.counts.update(
+            rows=len(written),
+            empty_text=int((~nonempty).sum()),
+            repeats_zero=int((nonempty & ~batch.validation & (batch.repeats == 0)).sum()),
+            validation=int((written & batch.validation).sum()),
+            train=int((written & ~batch.validation).sum()),
+        )
+        texts = text.filter(written).to_pylist()
+        self.counts["lossy_documents"] += sum(WHITESPACE_SYMBOL in t for t in texts)
+        tokens, lengths = flatten_with_eos(
+            sp.encode(texts, num_threads=threads), sp.eos_id(), self.dtypes["tokens"]
+        )
+        names = batch.table.column("source").filter(written).to_pylist()
+        codes = [self.sources.setdefault(s, len(self.sources)) for s in names]
+        self.arrays["tokens"].append(tokens)
+        self.arrays["lengths"].append(lengths)
+        self.arrays["validation"].append(batch.validation[written])
+        self.arrays["repeats"].append(batch.repeats[written])
+        self.arrays["source"].append(np.array(codes, dtype=np.int32))
+
+    def payload(self) -> dict[str, np.ndarray]:
+        return {
+            key: np.concatenate(self.arrays[key]) if self.arrays[key] else np.empty(0, dtype)
+            for key, dtype in self.dtypes.items()
+        }
+
+    def record(self, index: int, shard: ShardInput, payload: dict[str, np.ndarray]) -> dict:
+        train_repeats = payload["repeats"][~payload["validation"]]
+        return {
+            "index": index,
+            "input": shard.name,
+            "input_fingerprint": shard.fingerprint,
+            **{k: self.counts[k] for k in _COUNTED},
+            "max_repeats": int(train_repeats.max()) if len(train_repeats) else 0,
+            "sources": list(self.sources),
+        }
+
+
+@dataclass(frozen=True)
+class _EncodePart:
+    """Encodes the written rows of one part into `_work/part-NNNNN.bin` (raw tokens) and
+    `.npz` (per-document arrays), then writes its JSON record (the commit marker resume looks
+    for); picklable for process pools."""
+
+    storage: Storage
+    work: str
+    model: bytes
+    config: TokenShardsConfig
+
+    def __call__(self, item: tuple[int, ShardInput]) -> dict:
+        index, shard = item
+        sp = _processor(self.model)
+        part = _PartTokens(token_dtype(sp.get_piece_size()))
+        for batch in read_stream(self.storage, shard, ["source", "text"], self.config.batch_rows):
+            part.add(batch, sp, self.config.encode_threads)
+        payload = part.payload()
+        name = posixpath.join(self.work, _work_name(index))
+        self.storage.write_bytes(f"{name}{BIN_SUFFIX}", payload["tokens"].tobytes())
+        buffer = io.BytesIO()
+        np.savez(buffer, allow_pickle=False, **{k: v for k, v in payload.items() if k != "tokens"})
+        self.storage.write_bytes(f"{name}.npz", buffer.getvalue())
+        record = part.record(index, shard, payload)
+        self.storage.write_bytes(f"{name}.json", json.dumps(record).encode())
+        return record
+
+
+@lru_cache(maxsize=2)
+def _processor(model: bytes) -> spm.SentencePieceProcessor:
+    """One loaded model per process, not one per part (a 32k model takes ~7 ms to load)."""
+    return spm.SentencePieceProcessor(model_proto=model)
+
+
+def flatten_with_eos(
+    ids: list[list[int]], eos_id: int, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """The documents' ids as one array, each followed by `eos_id` (appended in place to the
+    lists `encode` returned), and each one's length, eos included."""
+    for doc in ids:
+        doc.append(eos_id)
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    tokens = np.fromiter(chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
+    return tokens, lengths
+
+
+def _work_name(index: int) -> str:
+    return f"part-{index:05d}"
+
+
+def _load_work(
+    storage: Storage, staging: str, index: int, dtype: np.dtype
+) -> dict[str, np.ndarray]:
+    name = posixpath.join(staging, _WORK_DIR, _work_name(index))
+    with np.load(io.BytesIO(storage.read_bytes(f"{name}.npz")), allow_pickle=False) as docs:
+        work = {key: docs[key] for key in docs.files}
+    work["tokens"] = np.frombuffer(storage.read_bytes(f"{name}{BIN_SUFFIX}"), dtype)
+    return work
+
+
+# ---------------------------------------------------------------------------------------------
+# Assembly: the shards, cut sequentially from the work files
+
+
+class _SplitWriter:
+    """Appends documents to one split's stream and writes a shard each `shard_tokens`."""
+
+    def __init__(self, storage: Storage, directory: str, shard_tokens: int, dtype: np.dtype):
+        self.storage, self.directory = storage, directory
+        self.buffer = np.empty(shard_tokens, dtype=dtype)
+        self.fill = 0
+        self.start = 0  # split-global offset of the current shard's first token
+        self.pending: list[np.ndarray] = []  # document ends not yet in a written shard
+        self.shards: list[dict] = []
+        storage.makedirs(directory)
+
+    def append(self, tokens: np.ndarray, lengths: np.ndarray) -> None:
+        self.pending.append(self.start + self.fill + np.cumsum(lengths))
+        pos = 0
+        while pos < len(tokens):
+            take = min(len(tokens) - pos, len(self.buffer) - self.fill)
+            self.buffer[self.fill : self.fill + take] = tokens[pos : pos + take]
+            self.fill += take
+            pos += take
+            if self.fill == len(self.buffer):
+                self._flush()
+
+    def close(self) -> list[dict]:
+        if self.fill:
+            self._flush()
+        return self.shards
+
+    def _flush(self) -> None:
+        end = self.start + self.fill
+        ends = np.concatenate(self.pending) if self.pending else np.empty(0, np.int64)
+        self.pending = [ends[ends > end]]
+        ends = ends[ends <= end].astype(np.int64)
+        name = shard_name(len(self.shards))
+        data = self.buffer[: self.fill].tobytes()
+        index_path = posixpath.join(self.directory, name + INDEX_SUFFIX)
+        self.storage.write_bytes(posixpath.join(self.directory, name + BIN_SUFFIX), data)
+        save_array(self.storage, index_path, ends)
+        self.shards.append(
+            {
+                "name": name,
+                "tokens": self.fill,
+                "documents": len(ends),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "index_sha256": self.storage.sha256(index_path),
+            }
+        )
+        self.start, self.fill = end, 0
+
+
+class _SplitStats:
+    """Documents and tokens written to one split, per source and per pass."""
+
+    def __init__(self) -> None:
+        self.sources: dict[str, Counter[str]] = defaultdict(Counter)
+        self.passes: list[Counter[str]] = []
+
+    def add(self, names: list[str], codes: np.ndarray, lengths: np.ndarray, pass_: int) -> None:
+        while len(self.passes) <= pass_:
+            self.passes.append(Counter())
+        self.passes[pass_].update(documents=len(lengths), tokens=int(lengths.sum()))
+        docs = np.bincount(codes, minlength=len(names))
+        tokens = np.bincount(codes, weights=lengths, minlength=len(names))
+        for code, name in enumerate(names):
+            if docs[code]:
+                self.sources[name].update(documents=int(docs[code]), tokens=int(tokens[code]))
+
+    def summary(self, shards: list[dict]) -> dict:
+        return {
+            "documents": sum(s["documents"] for s in shards),
+            "tokens": sum(s["tokens"] for s in shards),
+            "passes": [dict(p) for p in self.passes],
+            "sources": {name: dict(c) for name, c in sorted(self.sources.items())},
+            "shards": shards,
+        }
+
+
+def _selected_tokens(work: dict[str, np.ndarray], docs: np.ndarray) -> np.ndarray:
+    """The tokens of the selected documents (`docs`: a mask over the part's documents)."""
+    if docs.all():
+        return work["tokens"]
+    return work["tokens"][np.repeat(docs, work["lengths"])]
+
+
+def _assemble(
+    storage: Storage,
+    staging: str,
+    records: list[dict],
+    shard_tokens: int,
+    dtype: np.dtype,
+) -> dict[str, dict]:
+    """Cut both splits from the work files: validation and pass 0 in one read of every part,
+    then one read per further pass."""
+    writers = {
+        s: _SplitWriter(storage, posixpath.join(staging, s), shard_tokens, dtype) for s in SPLITS
+    }
+    stats = {s: _SplitStats() for s in SPLITS}
+    passes = max((r["max_repeats"] for r in records), default=0)
+    for pass_ in range(max(passes, 1)):
+        for record in records:
+            if pass_ >= max(record["max_repeats"], 1):
+                continue
+            work = _load_work(storage, staging, record["index"], dtype)
+            selections = {TRAIN: ~work["validation"] & (work["repeats"] > pass_)}
+            if pass_ == 0:
+                selections[VALIDATION] = work["validation"]
+            for split, docs in selections.items():
+                lengths = work["lengths"][docs]
+                writers[split].append(_selected_tokens(work, docs), lengths)
+                stats[split].add(record["sources"], work["source"][docs], lengths, pass_)
+    return {s: stats[s].summary(writers[s].close()) for s in SPLITS}
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+
+
+def shards_fingerprint(
+    inputs: Sequence[ShardInput], tokenizer_sha256: str, config: TokenShardsConfig, plan: str
+) -> str:
+    return fingerprint(
+        {
+            "stage": "tokenized_shards",
+            "version": VERSION,
+            "shard_tokens": config.shard_tokens,
+            "tokenizer_sha256": tokenizer_sha256,
+            "plan_fingerprint": plan,
+            "inputs": [[i.name, i.fingerprint] for i in inputs],
+        }
+    )
+
+
+def read_shards_manifest(storage: Storage, output: str) -> dict | None:
+    path = posixpath.join(output, MANIFEST_NAME)
+    return json.loads(storage.read_bytes(path)) if storage.exists(path) else None
+
+
+def write_token_shards(
+    inputs: Sequence[ShardInput | str],
+    tokenizer_model: str,
+    output: str,
+    storage: Storage,
+    executor: ShardExecutor | None = None,
+    config: TokenShardsConfig | None = None,
+    plan_fingerprint: str = "",
+    force: bool = False,
+) -> dict:
+    """Materialize `output` (see the module docstring) and return its manifest; reuse it when
+    its fingerprint is current. `plan_fingerprint` is passed through into the fingerprint and
+    the manifest (the lead passes the mixture's)."""
+    config = config or TokenShardsConfig()
+    executor = executor or LocalExecutor(1)
+    shards = resolve_inputs(storage, inputs)
+    model = storage.read_bytes(tokenizer_model)
+    model_sha256 = hashlib.sha256(model).hexdigest()
+    run_fp = shards_fingerprint(shards, model_sha256, config, plan_fingerprint)
+    existing = read_shards_manifest(storage, output)
+    if existing is not None and not force and existing["fingerprint"] == run_fp:
+        return existing
+
+    staging = staging_path(output)
+    work = posixpath.join(staging, _WORK_DIR)
+    records = _resume(storage, staging, run_fp)
+    todo = [(i, shard) for i, shard in enumerate(shards) if i not in records]
+    for record in executor.map_unordered(_EncodePart(storage, work, model, config), todo):
+        records[record["index"]] = record
+    ordered = [records[i] for i in range(len(shards))]
+
+    sp = spm.SentencePieceProcessor(model_proto=model)
+    dtype = token_dtype(sp.get_piece_size())
+    splits = _assemble(storage, staging, ordered, config.shard_tokens, dtype)
+    manifest = _manifest(run_fp, plan_fingerprint, shards, sp, model_sha256, dtype, config)
+    manifest["counts"] = _counts(ordered, splits)
+    manifest["splits"] = splits
+    manifest["output_fingerprint"] = fingerprint(
+        [[s, shard["sha256"]] for s in SPLITS for shard in splits[s]["shards"]]
+    )
+    storage.remove_tree(work)
+    storage.fs.delete_file(posixpath.join(staging, _RUN_FILE))
+    storage.write_bytes(posixpath.join(staging, MODEL_NAME), model)
+    body = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    storage.write_bytes(posixpath.join(staging, MANIFEST_NAME), body.encode())
+    publish(storage, staging, output)
+    return manifest
+
+
+def _resume(storage: Storage, staging: str, run_fp: str) -> dict[int, dict]:
+    """Parts a previous run with the same fingerprint finished encoding; a fresh staging
+    directory otherwise."""
+    run_file = posixpath.join(staging, _RUN_FILE)
+    work = posixpath.join(staging, _WORK_DIR)
+    if storage.exists(run_file) and json.loads(storage.read_bytes(run_file)) == run_fp:
+        records = [json.loads(storage.read_bytes(p)) for p in storage.list_files(work, ".json")]
+        return {r["index"]: r for r in records}
+    storage.remove_tree(staging)
+    storage.makedirs(work)
+    storage.write_bytes(run_file, json.dumps(run_fp).encode())
+    return {}
+
+
+def _manifest(
+    run_fp: str,
+    plan_fingerprint: str,
+    shards: Sequence[ShardInput],
+    sp: spm.SentencePieceProcessor,
+    model_sha256: str,
+    dtype: np.dtype,
+    config: TokenShardsConfig,
+) -> dict:
+    return {
+        "stage": "tokenized_shards",
+        "version": VERSION,
+        "fingerprint": run_fp,
+        "plan_fingerprint": plan_fingerprint,
+        "inputs": [{"name": i.name, "fingerprint": i.fingerprint} for i in shards],
+        "tokenizer": {
+            "file": MODEL_NAME,
+            "sha256": model_sha256,
+            "vocab_size": sp.get_piece_size(),
+            "eos_id": sp.eos_id(),
+            "bos_id": sp.bos_id(),
+        },
+        "format": {
+            "dtype": dtype.name,
+            "byte_order": "little",
+            "shard_tokens": config.shard_tokens,
+            "eos_id": sp.eos_id(),
+            "bos_in_stream": False,
+            "documents_span_shards": True,
+        },
+    }
+
+
+def _counts(records: list[dict], splits: dict[str, dict]) -> dict:
+    """Rows in, where each went, and the documents written (train copies included)."""
+    total: Counter[str] = Counter()
+    for r in records:
+        total.update({k: r[k] for k in _COUNTED})
+    return {
+        "in": total["rows"],
+        "validation": total["validation"],
+        "train": total["train"],
+        "excluded": {"empty_text": total["empty_text"], "repeats_zero": total["repeats_zero"]},
+        "written": {s: splits[s]["documents"] for s in SPLITS},
+        "lossy_documents": total["lossy_documents"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading back and checks (each check returns (ok, details) for an asset check)
+
+
+def iter_documents(storage: Storage, output: str, split: str) -> Iterator[np.ndarray]:
+    """Every document of a split in stream order, as its token ids without the `</s>`."""
+    manifest = read_shards_manifest(storage, output)
+    dtype = np.dtype(manifest["format"]["dtype"]).newbyteorder("<")
+    carry = np.empty(0, dtype)
+    start = 0  # split-global offset of carry[0]
+    for shard in manifest["splits"][split]["shards"]:
+        base = posixpath.join(output, split, shard["name"])
+        tokens = np.concatenate(
+            [carry, np.frombuffer(storage.read_bytes(base + BIN_SUFFIX), dtype)]
+        )
+        ends = load_array(storage, base + INDEX_SUFFIX) - start
+        begin = 0
+        for end in ends.tolist():
+            yield tokens[begin : end - 1]
+            begin = end
+        carry, start = tokens[begin:], start + begin
+
+
+def decode_documents(storage: Storage, output: str, split: str) -> Iterator[str]:
+    """Every document of a split as text, decoded with the tokenizer copy in `output`."""
+    sp = spm.SentencePieceProcessor(
+        model_proto=storage.read_bytes(posixpath.join(output, MODEL_NAME))
+    )
+    for ids in iter_documents(storage, output, split):
+        yield sp.decode(ids.tolist())
+
+
+def counts_conserve(manifest: dict) -> tuple[bool, dict]:
+    """Every input row is validation, train or excluded; the documents written are the
+    validation rows plus every train copy; the per-shard counts add up to the split's."""
+    counts = manifest["counts"]
+    accounted = counts["validation"] + counts["train"] + sum(counts["excluded"].values())
+    splits = manifest["splits"]
+    copies = sum(p["documents"] for p in splits[TRAIN]["passes"])
+    problems = []
+    if accounted != counts["in"]:
+        problems.append(f"in={counts['in']} but validation+train+excluded={accounted}")
+    if counts["written"][VALIDATION] != counts["validation"]:
+        problems.append("validation documents written differ from validation rows")
+    if counts["written"][TRAIN] != copies:
+        problems.append("train documents written differ from the sum over passes")
+    for split in SPLITS:
+        for key in ("documents", "tokens"):
+            by_source = sum(s[key] for s in splits[split]["sources"].values())
+            if by_source != splits[split][key]:
+                problems.append(f"{split}: {key} per source sum to {by_source}")
+    return not problems, {"problems": problems, **{k: counts[k] for k in ("in", "written")}}
+
+
+def shards_intact(storage: Storage, output: str) -> tuple[bool, dict]:
+    """Every shard and index file has the sha256 the manifest records, every shard the
+    recorded size (full but a split's last), and every indexed document end is an `</s>`."""
+    manifest = read_shards_manifest(storage, output)
+    problems, count = [], 0
+    for split in SPLITS:
+        shards = manifest["splits"][split]["shards"]
+        start = 0
+        for n, shard in enumerate(shards):
+            full = n < len(shards) - 1
+            found, tokens = _shard_problems(
+                storage, output, split, shard, manifest["format"], start, full
+            )
+            problems += found
+            start += tokens
+            count += 1
+    return not problems, {"problems": problems[:20], "shards": count}
+
+
+def _shard_problems(
+    storage: Storage, output: str, split: str, shard: dict, fmt: dict, start: int, full: bool
+) -> tuple[list[str], int]:
+    """What is wrong with one shard (start: its split-global offset), and its token count."""
+    base = posixpath.join(output, split, shard["name"])
+    where = f"{split}/{shard['name']}"
+    data = storage.read_bytes(base + BIN_SUFFIX)
+    tokens = np.frombuffer(data, np.dtype(fmt["dtype"]).newbyteorder("<"))
+    local = load_array(storage, base + INDEX_SUFFIX) - 1 - start
+    problems = []
+    if hashlib.sha256(data).hexdigest() != shard["sha256"]:
+        problems.append(f"{where}: sha256 differs from the manifest")
+    if storage.sha256(base + INDEX_SUFFIX) != shard["index_sha256"]:
+        problems.append(f"{where}: index sha256 differs from the manifest")
+    if len(tokens) != shard["tokens"] or (full and len(tokens) != fmt["shard_tokens"]):
+        problems.append(f"{where}: {len(tokens)} tokens")
+    if len(local) and (local.min() < 0 or local.max() >= len(tokens)):
+        problems.append(f"{where}: index points outside the shard")
+    elif len(local) and (tokens[local] != fmt["eos_id"]).any():
+        problems.append(f"{where}: a document end is not </s>")
+    return problems, len(tokens)

@@ -1,0 +1,28 @@
+"""The data card is read from manifests: its numbers are the stages' numbers."""
+
+import struct
+
+from test_mixture import corpus_shard
+
+from curation.data_card import StageOutput, build_card
+from curation.executor import LocalExecutor
+from curation.mixture import Mixture
+from curation.runner import run_stage
+
+
+def test_the_card_reports_funnel_mixture_and_warnings_from_the_manifests(storage, tmp_path):
+    shards = [corpus_shard(tmp_path, "commoncrawl", 200), corpus_shard(tmp_path, "arxiv", 3)]
+    stage = Mixture(shares=(("commoncrawl", 0.5), ("arxiv", 0.5)), max_epochs=2.0)
+    manifest = run_stage(stage, shards, str(tmp_path / "mix"), storage, LocalExecutor(1))
+    outputs = [StageOutput("mixture", "all", manifest)]
+
+    card = build_card(outputs, mixture=manifest, tokens={"train": {"arxiv": 7, "commoncrawl": 9}})
+
+    text = card.markdown
+    dropped = sum(manifest.dropped.values())
+    assert f"| mixture[all] | {manifest.n_in} | {manifest.kept} | {dropped} |" in text
+    assert "arxiv: too small for its 50.0% share" in text
+    assert "| total | 16 |" in text
+    for name, data in card.images.items():
+        assert f"]({name})" in text
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">I", data[16:20])[0] > 100

@@ -1,0 +1,216 @@
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from token_corpus import documents, write_parts
+
+from curation.executor import LocalExecutor
+from curation.storage import Storage
+from curation.token_inputs import InvalidStreamColumn
+from curation.token_shards import (
+    TokenShardsConfig,
+    counts_conserve,
+    decode_documents,
+    iter_documents,
+    shards_intact,
+    token_dtype,
+    write_token_shards,
+)
+from curation.tokenizer import TokenizerConfig, train_tokenizer
+
+SMALL = TokenShardsConfig(shard_tokens=997)  # documents cross shard boundaries
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("tokenizer")
+    parts = write_parts(root / "corpus", documents(200), 100)
+    config = TokenizerConfig(vocab_size=600, character_coverage=0.995)
+    return train_tokenizer(parts, str(root / "tok"), Storage(str(root)), config).model_path
+
+
+def _stream_rows(n: int = 120) -> list[dict]:
+    """Rows with every role: validation, repeats 0 to 3, an empty text, defaults via nulls."""
+    rows = documents(n, seed=3)
+    for i, row in enumerate(rows):
+        row["split"] = "validation" if i % 10 == 0 else ("train" if i % 10 != 1 else None)
+        row["repeats"] = [1, 2, 0, 3, 1, None][i % 6]
+    rows[7]["text"] = ""
+    rows[9]["text"] = "a\u2581b"
+    return rows
+
+
+def _expected(rows: list[dict]) -> tuple[list[str], list[str]]:
+    """What the stream contract says: validation once, train copies as epoch passes."""
+    validation = [r["text"] for r in rows if r["split"] == "validation" and r["text"]]
+    train = [r for r in rows if r["split"] != "validation" and r["text"]]
+    passes = max(r["repeats"] if r["repeats"] is not None else 1 for r in train)
+    stream = [
+        r["text"]
+        for p in range(passes)
+        for r in train
+        if (r["repeats"] if r["repeats"] is not None else 1) > p
+    ]
+    return stream, validation
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
+
+
+def test_shards_decode_back_to_the_documents_in_stream_order(model, tmp_path, storage):
+    rows = _stream_rows()
+    parts = write_parts(tmp_path / "in", rows, 25)
+    out = str(tmp_path / "out")
+    manifest = write_token_shards(parts, model, out, storage, config=SMALL)
+    train, validation = _expected(rows)
+    lossless_train = [t.replace("\u2581", " ") for t in train]
+    assert list(decode_documents(storage, out, "train")) == lossless_train
+    assert list(decode_documents(storage, out, "validation")) == validation
+    assert len(manifest["splits"]["train"]["shards"]) > 3
+    assert manifest["splits"]["train"]["passes"][2]["documents"] == sum(
+        r["repeats"] == 3 for r in rows if r["split"] != "validation" and r["text"]
+    )
+    assert manifest["counts"]["lossy_documents"] == 1
+
+
+def test_no_bos_in_the_stream_and_every_document_ends_with_eos(model, tmp_path, storage):
+    out = str(tmp_path / "out")
+    manifest = write_token_shards(
+        write_parts(tmp_path / "in", _stream_rows(), 40), model, out, storage
+    )
+    eos, bos = manifest["format"]["eos_id"], manifest["tokenizer"]["bos_id"]
+    tokens = np.concatenate(
+        [np.fromfile(p, "<u2") for p in sorted(Path(out, "train").glob("*.bin"))]
+    )
+    assert bos not in tokens and tokens[-1] == eos
+    assert sum(len(d) + 1 for d in iter_documents(storage, out, "train")) == len(tokens)
+    assert (tokens == eos).sum() == manifest["splits"]["train"]["documents"]
+
+
+def test_identical_bytes_whatever_the_workers(model, tmp_path, storage):
+    parts = write_parts(tmp_path / "in", _stream_rows(), 20)
+    one = write_token_shards(parts, model, str(tmp_path / "one"), storage, config=SMALL)
+    two = write_token_shards(
+        parts,
+        model,
+        str(tmp_path / "two"),
+        storage,
+        LocalExecutor(2),
+        TokenShardsConfig(shard_tokens=997, encode_threads=2, batch_rows=7),
+    )
+    assert one == two
+    assert _tree(tmp_path / "one") == _tree(tmp_path / "two")
+
+
+def test_smallest_dtype(model, tmp_path, storage):
+    assert token_dtype(256) == np.uint8
+    assert token_dtype(32000) == np.uint16
+    assert token_dtype(65536) == np.uint16
+    assert token_dtype(65537) == np.uint32
+    out = tmp_path / "out"
+    manifest = write_token_shards(
+        write_parts(tmp_path / "in", _stream_rows(), 60), model, str(out), storage
+    )
+    assert manifest["format"]["dtype"] == "uint16"
+    shard = manifest["splits"]["train"]["shards"][0]
+    assert os.path.getsize(out / "train" / f"{shard['name']}.bin") == 2 * shard["tokens"]
+
+
+def test_counts_conserve_and_the_checks_can_fail(model, tmp_path, storage):
+    rows = _stream_rows()
+    out = tmp_path / "out"
+    manifest = write_token_shards(
+        write_parts(tmp_path / "in", rows, 30), model, str(out), storage, config=SMALL
+    )
+    counts = manifest["counts"]
+    train, validation = _expected(rows)
+    assert counts["in"] == len(rows)
+    assert counts["excluded"] == {
+        "empty_text": 1,
+        "repeats_zero": sum(
+            bool(r["repeats"] == 0 and r["split"] != "validation" and r["text"]) for r in rows
+        ),
+    }
+    assert counts["written"] == {"train": len(train), "validation": len(validation)}
+    sources = manifest["splits"]["train"]["sources"]
+    assert sum(s["documents"] for s in sources.values()) == len(train)
+    assert counts_conserve(manifest)[0]
+    assert shards_intact(storage, str(out))[0]
+
+    broken = json.loads(json.dumps(manifest))
+    broken["counts"]["train"] -= 1
+    assert not counts_conserve(broken)[0]
+    shard = out / "train" / "shard-00001.bin"
+    data = bytearray(shard.read_bytes())
+    data[0] ^= 1
+    shard.write_bytes(bytes(data))
+    ok, details = shards_intact(storage, str(out))
+    assert not ok and "sha256" in details["problems"][0]
+
+
+def test_rerun_reuses_and_inputs_change_the_fingerprint(model, tmp_path, storage):
+    parts = write_parts(tmp_path / "in", _stream_rows(), 30)
+    out = tmp_path / "out"
+    first = write_token_shards(parts, model, str(out), storage, plan_fingerprint="plan-a")
+    stamp = os.stat(out / "_manifest.json").st_mtime_ns
+    assert write_token_shards(parts, model, str(out), storage, plan_fingerprint="plan-a") == first
+    assert os.stat(out / "_manifest.json").st_mtime_ns == stamp
+    other = write_token_shards(parts, model, str(out), storage, plan_fingerprint="plan-b")
+    assert other["fingerprint"] != first["fingerprint"]
+    assert other["output_fingerprint"] == first["output_fingerprint"]
+    assert other["plan_fingerprint"] == "plan-b"
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"]  # no staging left behind
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+class _KilledAfter:
+    """An executor that dies after `n` finished parts, like a killed run."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def map_unordered(self, fn, items):
+        for i, item in enumerate(items):
+            if i == self.n:
+                raise _Killed
+            yield fn(item)
+
+
+class _Recording:
+    def __init__(self):
+        self.seen = []
+
+    def map_unordered(self, fn, items):
+        for item in items:
+            self.seen.append(item[0])
+            yield fn(item)
+
+
+def test_a_killed_run_resumes_with_the_parts_done(model, tmp_path, storage):
+    parts = write_parts(tmp_path / "in", _stream_rows(), 20)
+    with pytest.raises(_Killed):
+        write_token_shards(parts, model, str(tmp_path / "out"), storage, _KilledAfter(2))
+    assert not (tmp_path / "out").exists()
+    recording = _Recording()
+    resumed = write_token_shards(parts, model, str(tmp_path / "out"), storage, recording)
+    assert recording.seen == list(range(2, len(parts)))
+    fresh = write_token_shards(parts, model, str(tmp_path / "fresh"), storage)
+    assert resumed == fresh
+    assert _tree(tmp_path / "out") == _tree(tmp_path / "fresh")
+
+
+def test_bad_split_value_is_a_clear_error(model, tmp_path, storage):
+    rows = _stream_rows(20)
+    rows[5]["split"] = "dev"
+    with pytest.raises(InvalidStreamColumn, match="part-00000.parquet.*'dev'"):
+        write_token_shards(
+            write_parts(tmp_path / "in", rows, 20), model, str(tmp_path / "o"), storage
+        )

@@ -57,9 +57,12 @@ ui: setup $(DAGSTER_HOME)/dagster.yaml
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# The dedup and tokenizer benchmarks read the sample's stage outputs: run `make demo` first.
 bench: setup sample
 	$(BIN)/python bench/bench_cc.py --sample $(SAMPLE)
 	$(BIN)/python bench/bench_quality.py --sample $(SAMPLE)
+	$(BIN)/python bench/bench_dedup.py --stages $(DATA)/stages
+	$(BIN)/python bench/bench_tokenize.py --stages $(DATA)/stages
 
 $(CACHE)/system.stamp: scripts/install_system_deps.sh
 	bash scripts/install_system_deps.sh

@@ -31,8 +31,8 @@ import sentencepiece as spm
 from report import print_rows
 
 from curation.executor import LocalExecutor
+from curation.inputs import contract_parts
 from curation.storage import Storage
-from curation.token_inputs import resolve_inputs
 from curation.token_shards import TokenShardsConfig, write_token_shards
 from curation.tokenizer import TokenizerConfig, train_tokenizer
 
@@ -114,7 +114,7 @@ def main() -> None:
 
     storage = Storage("/")
     paths = [os.path.abspath(p) for p in (args.input or default_inputs(args.stages))]
-    inputs = resolve_inputs(storage, paths)
+    inputs = contract_parts(storage, paths)
     texts = [
         t
         for shard in inputs

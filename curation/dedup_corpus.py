@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from curation.dedup_signatures import MinHashSignatures
-from curation.inputs import MissingInput
+from curation.inputs import MissingInput, parquet_parts
 from curation.manifest import Manifest, fingerprint
 from curation.runner import read_manifest
 from curation.stage import ShardInput
@@ -58,21 +58,21 @@ def corpus_inputs(storage: Storage, groups: Sequence[CorpusGroup]) -> list[Corpu
         raise ValueError(f"corpus group names repeat: {repeated}")
     shards, configs = [], {}
     for group in groups:
-        documents = _finished(storage, group.documents)
+        documents = parquet_parts(storage, group.documents)
         signed = _finished(storage, group.signatures)
         _check_signed(group, documents, signed)
         configs[group.name] = signed.config
-        for part, signature in zip(documents.shards, signed.shards, strict=True):
-            hashes = {"documents": part.part_sha256, "signatures": signature.part_sha256}
+        for part, signature in zip(documents, signed.shards, strict=True):
+            hashes = {"documents": part.fingerprint, "signatures": signature.part_sha256}
             shards.append(
                 CorpusShard(
-                    name=f"{group.name}/{part.part_name}",
-                    path=posixpath.join(group.documents, part.part_name),
+                    name=f"{group.name}/{part.name}",
+                    path=part.path,
                     fingerprint=fingerprint(hashes | {"crawl": group.crawl}),
-                    bytes=part.bytes_out,
+                    bytes=part.bytes,
                     signatures=posixpath.join(group.signatures, signature.part_name),
                     crawl=group.crawl,
-                    rows=part.kept,
+                    rows=signature.n_in,
                     num_perm=signed.config["num_perm"],
                 )
             )
@@ -88,11 +88,11 @@ def _finished(storage: Storage, partition: str) -> Manifest:
     return manifest
 
 
-def _check_signed(group: CorpusGroup, documents: Manifest, signed: Manifest) -> None:
+def _check_signed(group: CorpusGroup, documents: list[ShardInput], signed: Manifest) -> None:
     """The signature run's inputs must be exactly the document partition's current parts."""
     if signed.stage != MinHashSignatures.name:
         raise StaleSignatures(f"{group.signatures} is a {signed.stage} partition, not signatures")
-    parts = [[s.part_name, s.part_sha256] for s in documents.shards]
+    parts = [[part.name, part.fingerprint] for part in documents]
     if [[i["name"], i["fingerprint"]] for i in signed.inputs] != parts:
         raise StaleSignatures(
             f"the signatures at {group.signatures} were computed from other documents than "

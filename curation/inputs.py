@@ -7,6 +7,7 @@ their manifest, so a stage recomputes exactly when what it reads has changed.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 
 from curation.manifest import MANIFEST_NAME
 from curation.runner import read_manifest
@@ -60,3 +61,30 @@ def partition_shards(storage: Storage, partition: str) -> list[ShardInput]:
         )
         for shard in manifest.shards
     ]
+
+
+def contract_parts(storage: Storage, inputs: Sequence[ShardInput | str]) -> list[ShardInput]:
+    """ShardInputs as given; a path is a Parquet file or a partition directory (its manifest's
+    parts when it has one, else its `*.parquet` files by name)."""
+    resolved: list[ShardInput] = []
+    for item in inputs:
+        if isinstance(item, ShardInput):
+            resolved.append(item)
+        elif storage.is_dir(item):
+            resolved.extend(parquet_parts(storage, item))
+        else:
+            resolved.append(file_shard(storage, item))
+    if not resolved:
+        raise MissingInput("no input parts to read")
+    return resolved
+
+
+def parquet_parts(storage: Storage, directory: str) -> list[ShardInput]:
+    """A directory of contract Parquet: a finished partition's parts (by its manifest), or
+    any directory's `*.parquet` files by name."""
+    if storage.exists(posixpath.join(directory, MANIFEST_NAME)):
+        return partition_shards(storage, directory)
+    paths = storage.list_files(directory, ".parquet")
+    if not paths:
+        raise MissingInput(f"no Parquet parts in {directory}")
+    return [file_shard(storage, p) for p in paths]

@@ -14,7 +14,6 @@ part, never a silent guess: it means the mixture and the tokenizer disagree on t
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -23,8 +22,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.inputs import MissingInput, file_shard, partition_shards
-from curation.manifest import MANIFEST_NAME
 from curation.stage import ShardInput
 from curation.storage import Storage
 
@@ -46,31 +43,6 @@ class StreamBatch:
     table: pa.Table
     validation: np.ndarray  # bool per row
     repeats: np.ndarray  # int64 per row; meaningless for validation rows
-
-
-def resolve_inputs(storage: Storage, inputs: Sequence[ShardInput | str]) -> list[ShardInput]:
-    """ShardInputs as given; a path is a Parquet file or a partition directory (its manifest's
-    parts when it has one, else its `*.parquet` files by name)."""
-    resolved: list[ShardInput] = []
-    for item in inputs:
-        if isinstance(item, ShardInput):
-            resolved.append(item)
-        elif storage.is_dir(item):
-            resolved.extend(_directory_parts(storage, item))
-        else:
-            resolved.append(file_shard(storage, item))
-    if not resolved:
-        raise MissingInput("no input parts to read")
-    return resolved
-
-
-def _directory_parts(storage: Storage, directory: str) -> list[ShardInput]:
-    if storage.exists(posixpath.join(directory, MANIFEST_NAME)):
-        return partition_shards(storage, directory)
-    paths = storage.list_files(directory, ".parquet")
-    if not paths:
-        raise MissingInput(f"no Parquet parts in {directory}")
-    return [file_shard(storage, p) for p in paths]
 
 
 def read_stream(

@@ -57,6 +57,7 @@ import sentencepiece as spm
 
 from curation.arrays import load_array, save_array
 from curation.executor import LocalExecutor, ShardExecutor
+from curation.inputs import contract_parts
 from curation.manifest import MANIFEST_NAME, fingerprint
 from curation.runner import publish, staging_path
 from curation.stage import ShardInput
@@ -67,7 +68,6 @@ from curation.token_inputs import (
     VALIDATION,
     StreamBatch,
     read_stream,
-    resolve_inputs,
 )
 from curation.tokenizer import MODEL_NAME, WHITESPACE_SYMBOL
 
@@ -383,7 +383,7 @@ def write_token_shards(
     the manifest (the lead passes the mixture's)."""
     config = config or TokenShardsConfig()
     executor = executor or LocalExecutor(1)
-    shards = resolve_inputs(storage, inputs)
+    shards = contract_parts(storage, inputs)
     model = storage.read_bytes(tokenizer_model)
     model_sha256 = hashlib.sha256(model).hexdigest()
     run_fp = shards_fingerprint(shards, model_sha256, config, plan_fingerprint)

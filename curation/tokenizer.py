@@ -57,11 +57,12 @@ import pyarrow.parquet as pq
 import sentencepiece as spm
 
 from curation.executor import LocalExecutor, ShardExecutor
+from curation.inputs import contract_parts
 from curation.manifest import MANIFEST_NAME, fingerprint
 from curation.runner import publish, staging_path
 from curation.stage import ShardInput
 from curation.storage import Storage
-from curation.token_inputs import StreamBatch, read_stream, resolve_inputs
+from curation.token_inputs import StreamBatch, read_stream
 
 VERSION = "1"
 MODEL_NAME = "tokenizer.model"
@@ -549,7 +550,7 @@ def train_tokenizer(
     """Sample, train, measure, and publish `output`; reuse it when its fingerprint is current."""
     config = config or TokenizerConfig()
     executor = executor or LocalExecutor(1)
-    shards = resolve_inputs(storage, inputs)
+    shards = contract_parts(storage, inputs)
     run_fp = tokenizer_fingerprint(config, shards)
     existing = read_tokenizer(storage, output)
     if existing is not None and not force and existing.manifest["fingerprint"] == run_fp:

@@ -22,6 +22,7 @@ from curation.inputs import (
     MissingInput,
     archive_shards,
     file_shard,
+    parquet_parts,
     partition_shards,
 )
 from curation.manifest import Manifest
@@ -45,6 +46,7 @@ def _stages() -> dict[str, tuple[type[Stage], Callable]]:
     """Stage name -> (stage class, how to find its input shards). Imported on use."""
     from curation.c4 import C4Filter
     from curation.cc_documents import CCDocuments
+    from curation.dedup_signatures import MinHashSignatures
     from curation.exact_dedup import ExactDedup
     from curation.langid import LanguageId
     from curation.line_dedup import LineDedup
@@ -69,6 +71,7 @@ def _stages() -> dict[str, tuple[type[Stage], Callable]]:
         BooksClean.name: (BooksClean, book_shards),
         arxiv.ArxivClean.name: (arxiv.ArxivClean, _files(arxiv.SUFFIXES)),
         StackExchangeClean.name: (StackExchangeClean, site_shards),
+        MinHashSignatures.name: (MinHashSignatures, partition_shards),
         Mixture.name: (Mixture, partition_shards),
     }
 
@@ -81,6 +84,72 @@ def cmd_stage(args: argparse.Namespace) -> int:
     output = os.path.abspath(args.output)
     manifest = run_stage(stage, inputs, output, storage, LocalExecutor(args.workers), args.force)
     _print_summary(manifest, output)
+    return 0
+
+
+def cmd_deduplicated(args: argparse.Namespace) -> int:
+    """Signatures of every input directory first (beside the output, reused while current),
+    then global dedup over all of them, in the order given."""
+    from curation.dedup_corpus import CorpusGroup, corpus_inputs
+    from curation.dedup_signatures import MinHashSignatures
+    from curation.near_dedup import Deduplicated
+
+    storage, executor = Storage("/"), LocalExecutor(args.workers)
+    output = os.path.abspath(args.output)
+    groups = []
+    for n, directory in enumerate(map(os.path.abspath, args.input)):
+        name = f"{n:03d}-{os.path.basename(directory.rstrip('/'))}"
+        signatures = os.path.join(f"{output}.signatures", name)
+        inputs = parquet_parts(storage, directory)
+        run_stage(MinHashSignatures(), inputs, signatures, storage, executor, args.force)
+        groups.append(CorpusGroup(name, directory, signatures))
+    stage = Deduplicated(**{name: getattr(args, name) for name in _config_fields(Deduplicated)})
+    inputs = corpus_inputs(storage, groups)
+    manifest = run_stage(stage, inputs, output, storage, executor, args.force)
+    _print_summary(manifest, output)
+    return 0
+
+
+def cmd_tokenizer(args: argparse.Namespace) -> int:
+    from curation.tokenizer import TokenizerConfig, train_tokenizer
+
+    config = TokenizerConfig(**{n: getattr(args, n) for n in _config_fields(TokenizerConfig)})
+    inputs = [os.path.abspath(p) for p in args.input]
+    trained = train_tokenizer(
+        inputs,
+        os.path.abspath(args.output),
+        Storage("/"),
+        config,
+        LocalExecutor(args.workers),
+        args.force,
+    )
+    total = trained.fertility["total"]
+    print(
+        f"tokenizer: vocabulary {trained.vocab_size}, {total['tokens_per_word']} tokens/word "
+        f"on held-out text -> {trained.model_path}"
+    )
+    return 0
+
+
+def cmd_tokenized_shards(args: argparse.Namespace) -> int:
+    from curation.token_shards import TokenShardsConfig, write_token_shards
+
+    config = TokenShardsConfig(**{n: getattr(args, n) for n in _config_fields(TokenShardsConfig)})
+    manifest = write_token_shards(
+        [os.path.abspath(p) for p in args.input],
+        os.path.abspath(args.tokenizer),
+        os.path.abspath(args.output),
+        Storage("/"),
+        LocalExecutor(args.workers),
+        config,
+        force=args.force,
+    )
+    for split, body in manifest["splits"].items():
+        print(
+            f"{split}: {body['documents']} documents, {body['tokens']} tokens, "
+            f"{len(body['shards'])} shards"
+        )
+    print(f"output: {os.path.abspath(args.output)}")
     return 0
 
 
@@ -168,14 +237,19 @@ def _config_fields(cls: type[Stage]) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("config", True)}
 
 
-def _add_stage_parser(stages, cls: type[Stage], input_help: str) -> None:
-    """Options straight from the stage's config fields, so the CLI never drifts from them."""
-    summary = " ".join((cls.__doc__ or "").split("\n\n")[0].split())
-    parser = stages.add_parser(cls.name, help=summary)
-    parser.add_argument("--input", required=True, help=input_help)
-    parser.add_argument("--output", required=True, help="partition directory to write")
+def _summary(cls: type) -> str:
+    return " ".join((cls.__doc__ or "").split("\n\n")[0].split())
+
+
+def _add_common(parser: argparse.ArgumentParser, input_help: str, many: bool = False) -> None:
+    parser.add_argument("--input", required=True, nargs="+" if many else None, help=input_help)
+    parser.add_argument("--output", required=True, help="directory to write")
     parser.add_argument("--workers", type=int, default=0, help="processes (0: every CPU)")
     parser.add_argument("--force", action="store_true", help="recompute even if up to date")
+
+
+def _add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One option per config field of the dataclass `cls`: the CLI never drifts from it."""
     hints = typing.get_type_hints(cls)
     for name, field in _config_fields(cls).items():
         flag = "--" + name.replace("_", "-")
@@ -197,7 +271,30 @@ def _add_stage_parser(stages, cls: type[Stage], input_help: str) -> None:
             parser.add_argument(flag, dest=name, default=default, choices=typing.get_args(hint))
         else:  # containers: JSON on the command line
             parser.add_argument(flag, dest=name, default=default, type=json.loads, help="JSON")
-    parser.set_defaults(func=cmd_stage)
+
+
+def _add_stage_parser(stages, cls: type[Stage], input_help: str, many: bool = False) -> None:
+    parser = stages.add_parser(cls.name, help=_summary(cls))
+    _add_common(parser, input_help, many)
+    _add_config_options(parser, cls)
+    parser.set_defaults(func=cmd_deduplicated if many else cmd_stage)
+
+
+def _add_token_parsers(stages) -> None:
+    from curation.token_shards import TokenShardsConfig
+    from curation.tokenizer import TokenizerConfig
+
+    inputs = "contract Parquet files or partition directories, in stream order"
+    tokenizer = stages.add_parser("tokenizer", help="SentencePiece BPE as in the paper")
+    _add_common(tokenizer, inputs, many=True)
+    _add_config_options(tokenizer, TokenizerConfig)
+    tokenizer.set_defaults(func=cmd_tokenizer)
+
+    shards = stages.add_parser("tokenized_shards", help="documents to fixed-size token shards")
+    _add_common(shards, inputs, many=True)
+    shards.add_argument("--tokenizer", required=True, help="a SentencePiece .model file")
+    _add_config_options(shards, TokenShardsConfig)
+    shards.set_defaults(func=cmd_tokenized_shards)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     for cls, find_inputs in _stages().values():
         source = "partition directory" if find_inputs is partition_shards else "file or directory"
         _add_stage_parser(stages, cls, f"input: {source}")
+    from curation.near_dedup import Deduplicated
+
+    _add_stage_parser(stages, Deduplicated, "directories of contract Parquet", True)
+    _add_token_parsers(stages)
 
     lm = commands.add_parser("train-lm", help="SentencePiece + KenLM for one language")
     lm.add_argument("--articles", required=True, help="a wikipedia partition directory")

@@ -53,3 +53,36 @@ def test_a_missing_input_is_a_clear_error_not_a_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"no _manifest.json in {tmp_path / 'nope'}" in result.stderr
+
+
+def test_dedup_tokenizer_and_shards_on_plain_parquet_directories(tmp_path):
+    """A user's own Parquet (no manifests): dedup across two directories, then a tokenizer
+    and token shards, each one command."""
+    import pyarrow.parquet as pq
+    from token_corpus import documents, write_parts
+
+    rows = documents(140)
+    copy = {**rows[3], "id": "copy-of-3", "source": "mine"}  # the same text in the other dir
+    write_parts(tmp_path / "a", rows, 50)
+    write_parts(tmp_path / "b", [copy], 50)
+
+    dedup = llamapipe(
+        "stage", "deduplicated", "--input", str(tmp_path / "a"), str(tmp_path / "b"),
+        "--output", str(tmp_path / "dedup"), "--workers", "1",
+    )  # fmt: skip
+    assert dedup.returncode == 0, dedup.stderr
+    kept = set(pq.read_table(tmp_path / "dedup", columns=["id"]).column("id").to_pylist())
+    assert len(kept & {rows[3]["id"], "copy-of-3"}) == 1
+
+    tokenizer = llamapipe(
+        "stage", "tokenizer", "--input", str(tmp_path / "dedup"), "--output",
+        str(tmp_path / "tok"), "--vocab-size", "600", "--workers", "1",
+    )  # fmt: skip
+    assert tokenizer.returncode == 0, tokenizer.stderr
+    shards = llamapipe(
+        "stage", "tokenized_shards", "--input", str(tmp_path / "dedup"), "--tokenizer",
+        str(tmp_path / "tok" / "tokenizer.model"), "--output", str(tmp_path / "shards"),
+        "--workers", "1",
+    )  # fmt: skip
+    assert shards.returncode == 0, shards.stderr
+    assert f"train: {len(kept)} documents" in shards.stdout

@@ -10,8 +10,9 @@ import sentencepiece as spm
 from token_corpus import documents, write_parts
 
 from curation.executor import LocalExecutor
+from curation.inputs import contract_parts
 from curation.storage import Storage
-from curation.token_inputs import InvalidStreamColumn, resolve_inputs
+from curation.token_inputs import InvalidStreamColumn
 from curation.tokenizer import (
     ADVERSARIAL_TEXTS,
     EmptyCorpus,
@@ -147,7 +148,7 @@ def test_sample_uses_train_rows_with_repeats_only(tmp_path, storage):
     for i, row in enumerate(rows):
         row["split"] = "validation" if i % 4 == 0 else "train"
         row["repeats"] = 0 if i % 4 == 1 else 1
-    inputs = resolve_inputs(storage, write_parts(tmp_path, rows, 50))
+    inputs = contract_parts(storage, write_parts(tmp_path, rows, 50))
     config = TokenizerConfig(vocab_size=600, heldout_fraction=0.0)
     sample = draw_sample(inputs, storage, config, LocalExecutor(1))
     allowed = {r["text"] for i, r in enumerate(rows) if i % 4 > 1}
@@ -164,7 +165,7 @@ def test_sample_budget_seed_and_weights(tmp_path, storage):
 
     def sample(paths, seed=0, **changes):
         cfg = dataclasses.replace(config, seed=seed, **changes)
-        return draw_sample(resolve_inputs(storage, paths), storage, cfg, LocalExecutor(1))
+        return draw_sample(contract_parts(storage, paths), storage, cfg, LocalExecutor(1))
 
     first = sample(paths)
     assert len(first.texts) == 100

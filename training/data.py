@@ -43,6 +43,7 @@ import hashlib
 import json
 import math
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -216,6 +217,11 @@ class SequenceDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
+        if info is not None:
+            # A scheduler's SIGTERM reaches every process of the job (torchrun signals its
+            # process group, Slurm the whole step); a worker killed by it would crash the
+            # trainer before its preemption checkpoint. Workers still exit with their parent.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         step = worker
         while True:

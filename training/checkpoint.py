@@ -1,0 +1,185 @@
+"""Atomic, resumable training checkpoints with torch.distributed.checkpoint (DCP).
+
+Layout under `<output_dir>/checkpoints/`:
+
+    step-0000100/            one committed checkpoint
+        .metadata, *.distcp  DCP: model and optimizer, each rank writing its own shards
+        rng-rank00000.json   per rank: torch CPU (and CUDA), Python and NumPy generator states
+        trainer.json         step, tokens seen, loader and scheduler state, the configs
+    latest                   the name of the newest committed checkpoint ("step-0000100")
+
+Commit protocol: every rank writes into `step-NNNNNNN.tmp/`; after a barrier rank 0 writes
+`trainer.json`, renames the directory to its final name, then replaces `latest` (written to a
+temporary file and renamed, so it always names a complete checkpoint), then deletes all but
+the newest `keep` checkpoints. A crash at any point leaves `latest` on the previous complete
+checkpoint; a leftover `.tmp` directory is deleted by the next save. On several nodes,
+`output_dir` must be one shared filesystem.
+
+Model and optimizer go through `get_state_dict`/`set_state_dict`, so the same code saves a
+plain module and an FSDP-sharded one, and a checkpoint loads under another world size (DCP
+reshards). Nothing is unpickled beyond plain data: DCP's tensor reads use
+`torch.load(weights_only=True)`; its non-tensor entries (the optimizer's hyperparameters) are
+read by `SafeLoadPlanner` with `weights_only=True` too; the rest is JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import random
+import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.checkpoint import DefaultLoadPlanner
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+LATEST = "latest"
+TRAINER_FILE = "trainer.json"
+_TMP = ".tmp"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:07d}"
+
+
+class SafeLoadPlanner(DefaultLoadPlanner):
+    """DCP's default planner, except that the non-tensor entries are unpickled with
+    `weights_only=True` (the default planner allows arbitrary objects there)."""
+
+    def load_bytes(self, read_item, value: io.BytesIO) -> None:
+        torch.load(value, weights_only=True)  # raises on anything but plain data
+        value.seek(0)
+        super().load_bytes(read_item, value)
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+@contextmanager
+def _quiet_single_process() -> Iterator[None]:
+    """DCP warns at every save and load without a process group, even when asked for that."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write a small file so that readers see the old content or the new, never a part."""
+    tmp = path.with_name(path.name + _TMP)
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict:
+    """This process's generator states as JSON-able data."""
+    np_state = np.random.get_state(legacy=True)
+    state = {
+        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = base64.b64encode(torch.cuda.get_rng_state().numpy().tobytes()).decode()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    def tensor(text: str) -> torch.Tensor:
+        return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
+
+    torch.set_rng_state(tensor(state["torch"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensor(state["cuda"]))
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The committed checkpoint `latest` names, or None for a fresh run."""
+    root = Path(output_dir) / "checkpoints"
+    pointer = root / LATEST
+    if not pointer.exists():
+        return None
+    path = root / pointer.read_text().strip()
+    if not (path / TRAINER_FILE).is_file():
+        raise RuntimeError(f"{pointer} names {path}, which is not a complete checkpoint")
+    return path
+
+
+def save_checkpoint(
+    output_dir: str | Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict,
+    keep: int,
+) -> Path:
+    """Save and commit a checkpoint of `step` (collective: every rank calls it)."""
+    root = Path(output_dir) / "checkpoints"
+    final = root / checkpoint_name(step)
+    tmp = final.with_name(final.name + _TMP)
+    if _rank() == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a save that was killed
+    _barrier()
+    model_state, optim_state = get_state_dict(model, optimizer)
+    with _quiet_single_process():
+        dcp.save(
+            {"model": model_state, "optimizer": optim_state},
+            checkpoint_id=tmp,
+            no_dist=not dist.is_initialized(),
+        )
+    _write_atomic(tmp / f"rng-rank{_rank():05d}.json", json.dumps(rng_state()))
+    _barrier()
+    if _rank() == 0:
+        _write_atomic(tmp / TRAINER_FILE, json.dumps(trainer_state, indent=2))
+        shutil.rmtree(final, ignore_errors=True)  # an uncommitted save of the same step
+        os.replace(tmp, final)
+        _write_atomic(root / LATEST, final.name + "\n")
+        committed = sorted(p for p in root.glob("step-*") if not p.name.endswith(_TMP))
+        for old in committed[:-keep]:
+            shutil.rmtree(old)
+    _barrier()
+    return final
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Load model and optimizer state in place (collective); return the trainer state. The RNG
+    state of this rank is restored when the checkpoint has one for it (same world size)."""
+    model_state, optim_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optimizer": optim_state}
+    with _quiet_single_process():
+        dcp.load(
+            state,
+            checkpoint_id=path,
+            planner=SafeLoadPlanner(),
+            no_dist=not dist.is_initialized(),
+        )
+    set_state_dict(
+        model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"]
+    )
+    rng_file = path / f"rng-rank{_rank():05d}.json"
+    if rng_file.is_file():
+        set_rng_state(json.loads(rng_file.read_text()))
+    return json.loads((path / TRAINER_FILE).read_text())

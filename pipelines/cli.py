@@ -153,6 +153,94 @@ def cmd_tokenized_shards(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """One process; for several, run `torchrun ... -m training.train --config FILE`."""
+    from training.train import main as train_main
+
+    return train_main(["--config", args.config])
+
+
+def _tokenizer_of(trainer_state: dict, given: str) -> str:
+    """The tokenizer a checkpoint's tokens were made with: the copy in its data directory."""
+    path = given or os.path.join(trainer_state["config"]["data_dir"], "tokenizer.model")
+    if not os.path.isfile(path):
+        raise MissingInput(f"no tokenizer at {path}: pass --tokenizer")
+    return path
+
+
+def cmd_export_hf(args: argparse.Namespace) -> int:
+    import torch
+
+    from model.hf import export_hf
+    from training.checkpoint import load_model
+
+    model, trainer = load_model(args.checkpoint)
+    tokenizer = _tokenizer_of(trainer, args.tokenizer)
+    dtype = getattr(torch, args.dtype)
+    out = export_hf(model, tokenizer, os.path.abspath(args.out), dtype=dtype)
+    print(f"exported step {trainer['state']['step']} of {args.checkpoint} -> {out}")
+    return 0
+
+
+def cmd_import_hf(args: argparse.Namespace) -> int:
+    import shutil
+
+    from model.hf import import_hf
+    from training.checkpoint import save_model
+
+    model, _ = import_hf(args.hf)
+    out = os.path.abspath(args.out)
+    data_dir = os.path.join(out, "data")
+    os.makedirs(data_dir, exist_ok=True)
+    tokenizer = "tokenizer.model"
+    shutil.copyfile(os.path.join(args.hf, tokenizer), os.path.join(data_dir, tokenizer))
+    path = save_model(model, out, {"state": {"step": 0}, "config": {"data_dir": data_dir}})
+    print(f"imported {args.hf} -> {path}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import sentencepiece as spm
+    import torch
+
+    from model.generate import Generator, Sampling
+    from training.checkpoint import load_model
+
+    model, trainer = load_model(args.checkpoint)
+    if torch.cuda.is_available():
+        model = model.to("cuda", torch.bfloat16)
+    sp = spm.SentencePieceProcessor(model_file=_tokenizer_of(trainer, args.tokenizer))
+    prompts = [[sp.bos_id(), *sp.encode(p)] for p in args.prompt]
+    sampling = Sampling(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        eos_id=sp.eos_id(),
+    )
+    streamed: list[int] = []
+
+    def show(step: list[int | None]) -> None:
+        """The first prompt's continuation, printed as it grows (SentencePiece decodes
+        whole pieces, so print the new suffix of the decoded text)."""
+        if len(prompts) == 1 and step[0] is not None and step[0] != sp.eos_id():
+            before = sp.decode(streamed)
+            streamed.append(step[0])
+            print(sp.decode(streamed)[len(before) :], end="", flush=True)
+
+    if len(prompts) == 1:
+        print(args.prompt[0], end="", flush=True)
+    result = Generator(model).generate(prompts, sampling, on_step=show)
+    if len(prompts) == 1:
+        print()
+    else:
+        for prompt, tokens in zip(args.prompt, result.tokens, strict=True):
+            print(f"{prompt}{sp.decode([t for t in tokens if t != sp.eos_id()])}\n")
+    print(f"[{result.new_tokens} tokens, {result.tokens_per_s:.1f} tokens/s]", file=sys.stderr)
+    return 0
+
+
 def _print_summary(manifest: Manifest, output: str) -> None:
     dropped = sum(manifest.dropped.values())
     print(f"{manifest.stage}: in {manifest.n_in}, kept {manifest.kept}, dropped {dropped}")
@@ -346,6 +434,33 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--force", action="store_true")
     build.set_defaults(func=cmd_sample_build)
+
+    train = commands.add_parser("train", help="pre-train a LLaMA (one process; see torchrun)")
+    train.add_argument("--config", required=True, help="a TrainConfig JSON file")
+    train.set_defaults(func=cmd_train)
+
+    export = commands.add_parser("export-hf", help="a checkpoint as a Hugging Face directory")
+    export.add_argument("--checkpoint", required=True, help="a checkpoint or a run directory")
+    export.add_argument("--out", required=True)
+    export.add_argument("--tokenizer", default="", help="default: the run's data directory's")
+    export.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
+    export.set_defaults(func=cmd_export_hf)
+
+    imported = commands.add_parser("import-hf", help="an HF LLaMA directory as a checkpoint")
+    imported.add_argument("--hf", required=True, help="a LlamaForCausalLM directory")
+    imported.add_argument("--out", required=True, help="run directory to write")
+    imported.set_defaults(func=cmd_import_hf)
+
+    generate = commands.add_parser("generate", help="continue prompts with a checkpoint")
+    generate.add_argument("--checkpoint", required=True, help="a checkpoint or a run directory")
+    generate.add_argument("--prompt", required=True, action="append", help="repeat for a batch")
+    generate.add_argument("--max-new-tokens", type=int, default=64)
+    generate.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    generate.add_argument("--top-k", type=int, default=None)
+    generate.add_argument("--top-p", type=float, default=None)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--tokenizer", default="", help="default: the run's data directory's")
+    generate.set_defaults(func=cmd_generate)
 
     crawls = commands.add_parser("crawls", help="crawl partitions of the Dagster instance")
     crawls_commands = crawls.add_subparsers(dest="crawls_command", required=True)

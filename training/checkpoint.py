@@ -25,6 +25,7 @@ read by `SafeLoadPlanner` with `weights_only=True` too; the rest is JSON.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import os
@@ -42,6 +43,8 @@ import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed.checkpoint import DefaultLoadPlanner
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from model import Llama, LlamaConfig
 
 LATEST = "latest"
 TRAINER_FILE = "trainer.json"
@@ -183,3 +186,45 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     if rng_file.is_file():
         set_rng_state(json.loads(rng_file.read_text()))
     return json.loads((path / TRAINER_FILE).read_text())
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory as given, or the one a run's output directory names `latest`."""
+    path = Path(path)
+    if (path / TRAINER_FILE).is_file():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise FileNotFoundError(f"{path} is neither a checkpoint nor a run with checkpoints")
+    return latest
+
+
+def load_model(path: str | Path) -> tuple[Llama, dict]:
+    """The network of a checkpoint on the CPU in float32, without its optimizer: what export,
+    evaluation and generation need. One process reads a checkpoint of any world size (DCP
+    reshards); the trainer state (configs, step) comes with it."""
+    checkpoint = resolve_checkpoint(path)
+    trainer = json.loads((checkpoint / TRAINER_FILE).read_text())
+    model = Llama(LlamaConfig(**trainer["model_config"]))
+    state = {"model": model.state_dict()}
+    with _quiet_single_process():
+        dcp.load(state, checkpoint_id=checkpoint, planner=SafeLoadPlanner(), no_dist=True)
+    model.load_state_dict(state["model"])
+    return model, trainer
+
+
+def save_model(model: Llama, output_dir: str | Path, trainer_state: dict) -> Path:
+    """A model-only checkpoint at step 0 under `output_dir` (e.g. weights imported from HF):
+    `load_model`, export and generation read it; training from it starts a fresh optimizer."""
+    root = Path(output_dir) / "checkpoints"
+    final = root / checkpoint_name(0)
+    tmp = final.with_name(final.name + _TMP)
+    shutil.rmtree(tmp, ignore_errors=True)
+    with _quiet_single_process():
+        dcp.save({"model": model.state_dict()}, checkpoint_id=tmp, no_dist=True)
+    state = {**trainer_state, "model_config": dataclasses.asdict(model.config)}
+    _write_atomic(tmp / TRAINER_FILE, json.dumps(state, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    _write_atomic(root / LATEST, final.name + "\n")
+    return final

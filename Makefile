@@ -29,6 +29,7 @@ demo: setup sample $(DAGSTER_HOME)/dagster.yaml
 	done
 	$(EXECUTE) -j crawl --tags '{"dagster/partition": "$(PARTITION)"}'
 	$(EXECUTE) -j corpus -c pipelines/sample/corpus.yaml
+	$(EXECUTE) -j train -c pipelines/sample/train.yaml
 	@echo
 	@$(BIN)/llamapipe show $(foreach s,$(SOURCES),$(DATA)/stages/$(s)/all) \
 		$(foreach s,$(STAGES),$(DATA)/stages/$(s)/$(PARTITION)) \
@@ -84,9 +85,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(BIN)/lmplz: $(CACHE)/system.stamp scripts/build_kenlm.sh | $(VENV)/.installed
 	bash scripts/build_kenlm.sh $(VENV) $(CACHE)/kenlm
 
-$(DAGSTER_HOME)/dagster.yaml:
+# The laptop instance: SQLite, no telemetry; every concurrency pool (the `gpu` pool of
+# `pretrain`) runs one step at a time.
+$(DAGSTER_HOME)/dagster.yaml: Makefile
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n' > $@
+	printf 'telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n' > $@
 
 clean:
 	rm -rf $(DATA)/stages $(DAGSTER_HOME)

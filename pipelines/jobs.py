@@ -2,7 +2,7 @@
 deployment: `reference` (Wikipedia text), `sources` (GitHub, Books, ArXiv,
 StackExchange), `perplexity_models` (one run per language
 partition), then `crawl` (one run per crawl partition), then `corpus` (everything that
-reads all crawls and sources at once)."""
+reads all crawls and sources at once), then `train` (pre-training on the token shards)."""
 
 from dagster import AssetSelection, define_asset_job
 
@@ -37,4 +37,11 @@ corpus_job = define_asset_job(
     "token shards -> data card.",
 )
 
-JOBS = [reference_job, sources_job, perplexity_models_job, crawl_job, corpus_job]
+train_job = define_asset_job(
+    "train",
+    selection=AssetSelection.assets("pretrain"),
+    description="Token shards -> the LLaMA trainer under torchrun, on the training_launcher "
+    "resource's backend (local, Slurm, Kubernetes), reporting through Dagster Pipes.",
+)
+
+JOBS = [reference_job, sources_job, perplexity_models_job, crawl_job, corpus_job, train_job]

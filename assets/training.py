@@ -1,0 +1,222 @@
+"""Pre-training: the trainer launched through Dagster Pipes on the configured backend.
+
+`pretrain` reads `tokenized_shards` and trains in `stages/pretrain/all/runs/<run_name>/`
+(checkpoints/, metrics.jsonl, tensorboard/, result.json, and one `launches/<run id>/` per
+Dagster run with the config, the rendered command or script, logs and the Pipes messages).
+The run directory is stable across Dagster runs, so a re-launched run resumes from its
+latest checkpoint; `restart: true` starts it over. The asset runs in the `gpu` concurrency
+pool: cap that pool (`dagster instance concurrency set gpu 1`) and two training runs never
+share the accelerators.
+"""
+
+import json
+import os
+import posixpath
+import re
+import shutil
+from collections.abc import Sequence
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from assets import plots
+from assets.corpus import PARTITION
+from assets.launchers import Launch, TrainingLauncher
+from assets.resources import DataRoot
+from curation.figures import plt
+from training.config import TrainConfig
+
+GROUP = "training"
+POOL = "gpu"
+LOSS_DECREASED = "loss_decreased"
+METRICS_FILE = "metrics.jsonl"
+RESULT_FILE = "result.json"
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one directory level, no "..", no "/"
+
+
+class PretrainConfig(Config):
+    """`TrainConfig`'s fields (training/config.py) except the paths, which come from the data
+    root; plus the run's name and the launcher overrides for this run."""
+
+    run_name: str = ""  # the run directory's name; "" = the model preset
+    restart: bool = False  # delete the run's checkpoints and metrics first
+    nodes: int = 0  # 0: the launcher's setting
+    nproc_per_node: int = 0  # 0: the launcher's setting
+    model: str = TrainConfig.model
+    vocab_size: int = TrainConfig.vocab_size
+    seq_len: int = TrainConfig.seq_len
+    micro_batch_size: int = TrainConfig.micro_batch_size
+    global_batch_tokens: int = TrainConfig.global_batch_tokens
+    max_steps: int = TrainConfig.max_steps
+    lr: float = TrainConfig.lr
+    warmup_steps: int = TrainConfig.warmup_steps
+    min_lr_ratio: float = TrainConfig.min_lr_ratio
+    weight_decay: float = TrainConfig.weight_decay
+    grad_clip: float = TrainConfig.grad_clip
+    activation_checkpointing: str = TrainConfig.activation_checkpointing
+    compile: bool = TrainConfig.compile
+    device: str = TrainConfig.device
+    checkpoint_interval: int = TrainConfig.checkpoint_interval
+    keep_checkpoints: int = TrainConfig.keep_checkpoints
+    seed: int = TrainConfig.seed
+    log_interval: int = TrainConfig.log_interval
+    max_bad_steps: int = TrainConfig.max_bad_steps
+    loader_workers: int = TrainConfig.loader_workers
+    prepend_bos: bool = TrainConfig.prepend_bos
+
+
+LAUNCH_FIELDS = {"run_name", "restart", "nodes", "nproc_per_node"}
+
+
+def train_config(config: PretrainConfig, data_dir: str, output_dir: str) -> TrainConfig:
+    return TrainConfig(
+        data_dir=data_dir,
+        output_dir=output_dir,
+        **config.model_dump(exclude=LAUNCH_FIELDS),
+    )
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+    """The trainer's records, one per logged step (rank 0 keeps each step once on resume)."""
+    path = os.path.join(run_dir, METRICS_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as stream:
+        return [json.loads(line) for line in stream if line.strip()]
+
+
+def read_result(run_dir: str) -> dict:
+    path = os.path.join(run_dir, RESULT_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as stream:
+        return json.load(stream)
+
+
+def loss_decreased(records: Sequence[dict], window: int = 0) -> tuple[bool, dict]:
+    """The mean loss of the last logged steps is below that of the first. The window is a
+    quarter of the records (at most 10) unless given: long enough to average out noise,
+    short enough that the first window is still the untrained model."""
+    losses = [r["loss"] for r in records if r.get("loss") is not None]
+    k = window or max(1, min(10, len(losses) // 4))
+    if len(losses) < 2 * k or len(losses) < 2:
+        return False, {"records": len(losses), "reason": "too few logged steps"}
+    first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
+    return last < first, {"records": len(losses), "window": k, "first": first, "last": last}
+
+
+def loss_figure(records: Sequence[dict], title: str):
+    """Training loss per logged step, with the learning rate on a second axis."""
+    steps = [r["step"] for r in records if r.get("loss") is not None]
+    losses = [r["loss"] for r in records if r.get("loss") is not None]
+    figure, axis = plt.subplots(figsize=(7, 3.6))
+    axis.plot(steps, losses, color="#4c72b0", label="loss")
+    axis.set_xlabel("step")
+    axis.set_ylabel("training loss", color="#4c72b0")
+    if records and "lr" in records[0]:
+        lr_axis = axis.twinx()
+        lr_axis.plot([r["step"] for r in records], [r["lr"] for r in records], color="#c44e52")
+        lr_axis.set_ylabel("learning rate", color="#c44e52")
+    axis.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def _reported_metadata(launch: Launch) -> dict:
+    """What rank 0 reported with `report_asset_materialization`, as asset metadata."""
+    metadata: dict = {}
+    for result in launch.reported:
+        if isinstance(result, MaterializeResult):
+            metadata.update(result.metadata or {})
+    return metadata
+
+
+def _fresh(run_dir: str) -> None:
+    """Start the run over: its checkpoints, metrics and result go (its launches stay)."""
+    for name in ("checkpoints", "tensorboard"):
+        shutil.rmtree(os.path.join(run_dir, name), ignore_errors=True)
+    for name in (METRICS_FILE, RESULT_FILE):
+        if os.path.exists(os.path.join(run_dir, name)):
+            os.remove(os.path.join(run_dir, name))
+
+
+@asset(
+    group_name=GROUP,
+    deps=["tokenized_shards"],
+    pool=POOL,
+    check_specs=[AssetCheckSpec(LOSS_DECREASED, asset="pretrain")],
+    kinds={"pytorch"},
+)
+def pretrain(
+    context: AssetExecutionContext,
+    config: PretrainConfig,
+    data_root: DataRoot,
+    training_launcher: TrainingLauncher,
+) -> MaterializeResult:
+    """The LLaMA trainer (FSDP under torchrun) on the token shards, launched by the
+    `training_launcher` resource (local torchrun, Slurm or Kubernetes). Rank 0 reports through
+    Pipes; the loss curve, final loss, tokens seen, MFU and checkpoint are the metadata."""
+    storage = data_root.storage()
+    if not storage.is_local:
+        raise ValueError(
+            "training reads shards by np.memmap: the data root must be a local or "
+            f"mounted filesystem, not {data_root.root!r}"
+        )
+    run_name = config.run_name or config.model
+    if not RUN_NAME.fullmatch(run_name):
+        raise ValueError(f"run_name {run_name!r}: letters, digits, '.', '_' and '-' only")
+    run_dir = posixpath.join(data_root.stage_dir("pretrain", PARTITION), "runs", run_name)
+    if config.restart:
+        _fresh(run_dir)
+    train = train_config(config, data_root.stage_dir("tokenized_shards", PARTITION), run_dir)
+    launch = training_launcher.run(
+        context,
+        train.to_json(),
+        posixpath.join(run_dir, "launches", context.run.run_id),
+        nodes=config.nodes,
+        nproc_per_node=config.nproc_per_node,
+    )
+    records = read_metrics(run_dir)
+    result = read_result(run_dir)
+    checkpoint = result.get("last_checkpoint")
+    ok, details = loss_decreased(records)
+    context.log.info(f"pretrain: {len(records)} records, final loss {result.get('final_loss')}")
+    return MaterializeResult(
+        metadata={
+            **_reported_metadata(launch),
+            "path": MetadataValue.path(run_dir),
+            "final_loss": result.get("final_loss"),
+            "tokens_seen": result.get("tokens_seen"),
+            "mfu": result.get("mfu"),
+            "tokens_per_s": result.get("mean_tokens_per_s"),
+            "steps": result.get("steps"),
+            "checkpoint": MetadataValue.path(checkpoint) if checkpoint else None,
+            "loss_curve": plots.save_png(
+                loss_figure(records, f"pretrain: {train.model}"), storage, run_dir, "loss"
+            ),
+            "launch": MetadataValue.json(
+                {
+                    "backend": launch.backend,
+                    "job": launch.description,
+                    "state": launch.status.state,
+                    "launch_dir": launch.launch_dir,
+                    "pipes_channels_opened": launch.opened_channels,
+                }
+            ),
+            "config": MetadataValue.json(json.loads(train.to_json())),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name=LOSS_DECREASED,
+                passed=ok,
+                metadata={"details": MetadataValue.json(details)},
+            )
+        ],
+    )

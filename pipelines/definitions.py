@@ -2,14 +2,24 @@
 
 from dagster import Definitions, load_assets_from_modules, multiprocess_executor
 
-from assets import c4, commoncrawl, corpus, quality, reference, sources, tokens, training
+from assets import (
+    c4,
+    commoncrawl,
+    corpus,
+    evaluation,
+    quality,
+    reference,
+    sources,
+    tokens,
+    training,
+)
 from curation.executor import available_cpus
 from pipelines.jobs import JOBS
 from pipelines.resources import RESOURCES
 
 defs = Definitions(
     assets=load_assets_from_modules(
-        [commoncrawl, quality, c4, reference, sources, corpus, tokens, training]
+        [commoncrawl, quality, c4, reference, sources, corpus, tokens, training, evaluation]
     ),
     jobs=JOBS,
     resources=RESOURCES,

@@ -2,7 +2,8 @@
 deployment: `reference` (Wikipedia text), `sources` (GitHub, Books, ArXiv,
 StackExchange), `perplexity_models` (one run per language
 partition), then `crawl` (one run per crawl partition), then `corpus` (everything that
-reads all crawls and sources at once), then `train` (pre-training on the token shards)."""
+reads all crawls and sources at once), then `train` (pre-training on the token shards,
+then evaluation and the Hugging Face export)."""
 
 from dagster import AssetSelection, define_asset_job
 
@@ -39,7 +40,7 @@ corpus_job = define_asset_job(
 
 train_job = define_asset_job(
     "train",
-    selection=AssetSelection.assets("pretrain"),
+    selection=AssetSelection.assets("pretrain", "evaluation", "hf_export"),
     description="Token shards -> the LLaMA trainer under torchrun, on the training_launcher "
     "resource's backend (local, Slurm, Kubernetes), reporting through Dagster Pipes.",
 )

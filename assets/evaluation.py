@@ -1,0 +1,160 @@
+"""After training: the checkpoint measured (`evaluation`) and made usable elsewhere (`hf_export`).
+
+Both read the checkpoint the latest `pretrain` materialization reported, so they follow
+whatever run the training asset produced.
+"""
+
+import posixpath
+
+import torch
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from assets.corpus import PARTITION
+from assets.resources import DataRoot
+from curation.inputs import partition_shards
+from model.hf import export_hf
+from training.checkpoint import load_model
+from training.evaluation_run import OFFLINE_TASKS, EvaluationConfig, evaluate_run
+
+GROUP = "model"
+BEATS_UNTRAINED = "beats_untrained_on_heldout"
+
+
+def latest_checkpoint_of_pretrain(context: AssetExecutionContext) -> str:
+    event = context.instance.get_latest_materialization_event(AssetKey("pretrain"))
+    checkpoint = event and event.asset_materialization.metadata.get("checkpoint")
+    if checkpoint is None or not checkpoint.value:
+        raise FileNotFoundError("pretrain has no checkpoint yet: materialize pretrain first")
+    return checkpoint.value
+
+
+class HFExportConfig(Config):
+    dtype: str = "bfloat16"  # or float32
+
+
+@asset(group_name=GROUP, deps=["pretrain"], kinds={"safetensors"})
+def hf_export(
+    context: AssetExecutionContext, config: HFExportConfig, data_root: DataRoot
+) -> MaterializeResult:
+    """The latest checkpoint as a Hugging Face directory (`LlamaForCausalLM`, safetensors,
+    the SentencePiece tokenizer): what `transformers` and the harness's `hf` model load."""
+    checkpoint = latest_checkpoint_of_pretrain(context)
+    model, state = load_model(checkpoint)
+    tokenizer = posixpath.join(state["config"]["data_dir"], "tokenizer.model")
+    out = export_hf(
+        model, tokenizer, data_root.stage_dir("hf_export", PARTITION), getattr(torch, config.dtype)
+    )
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(out)),
+            "checkpoint": MetadataValue.path(checkpoint),
+            "step": state["state"]["step"],
+            "dtype": config.dtype,
+        }
+    )
+
+
+class EvaluationAssetConfig(Config):
+    max_tokens: int = EvaluationConfig.max_tokens
+    tasks: list[str] = list(OFFLINE_TASKS)
+    limit: int = EvaluationConfig.limit
+    prompt: str = EvaluationConfig.prompt
+    max_new_tokens: int = EvaluationConfig.max_new_tokens
+
+
+def _previous(context: AssetExecutionContext) -> dict:
+    event = context.instance.get_latest_materialization_event(AssetKey("evaluation"))
+    if event is None:
+        return {}
+    value = event.asset_materialization.metadata.get("report")
+    return value.value if value is not None else {}
+
+
+def results_table(report: dict, previous: dict) -> str:
+    """Metric rows, one column per model, and the previous evaluation's trained column."""
+    columns = {name: _flat(body) for name, body in report["models"].items()}
+    if previous:
+        columns["previous"] = _flat(previous["models"]["trained"])
+    names = sorted({k for column in columns.values() for k in column})
+    lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name in names:
+        cells = [_cell(column.get(name)) for column in columns.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _flat(body: dict) -> dict[str, float]:
+    heldout = body["heldout"]
+    flat = {f"heldout {k}": heldout[k] for k in ("perplexity", "bits_per_byte", "loss")}
+    for corpus, values in heldout.get("per_corpus", {}).items():
+        flat[f"heldout perplexity: {corpus}"] = values["perplexity"]
+    for task, values in body["tasks"].items():
+        for metric, value in values.items():
+            if not metric.endswith("_stderr"):
+                flat[f"{task} {metric}"] = value
+    return flat
+
+
+def _cell(value) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+@asset(
+    group_name=GROUP,
+    deps=["pretrain", "tokenized_shards", "mixture"],
+    check_specs=[AssetCheckSpec(BEATS_UNTRAINED, asset="evaluation")],
+    kinds={"pytorch"},
+)
+def evaluation(
+    context: AssetExecutionContext, config: EvaluationAssetConfig, data_root: DataRoot
+) -> MaterializeResult:
+    """Held-out perplexity and bits per byte per corpus, lm-evaluation-harness on tasks built
+    from held-out documents (plus any configured task), and a greedy sample; the trained model
+    next to an untrained one of the same configuration and to the previous evaluation."""
+    storage = data_root.storage()
+    checkpoint = latest_checkpoint_of_pretrain(context)
+    mixture = [s.path for s in partition_shards(storage, data_root.stage_dir("mixture", PARTITION))]
+    work = data_root.stage_dir("evaluation", PARTITION)
+    settings = EvaluationConfig(
+        max_tokens=config.max_tokens,
+        tasks=tuple(config.tasks),
+        limit=config.limit,
+        prompt=config.prompt,
+        max_new_tokens=config.max_new_tokens,
+    )
+    report = evaluate_run(checkpoint, mixture, work, settings)
+    trained, untrained = (report["models"][m]["heldout"] for m in ("trained", "untrained"))
+    context.log.info(
+        f"held-out perplexity {trained['perplexity']:.2f} (untrained "
+        f"{untrained['perplexity']:.2f}); sample: {report['sample']!r}"
+    )
+    return MaterializeResult(
+        metadata={
+            "results": MetadataValue.md(results_table(report, _previous(context))),
+            "sample": MetadataValue.md(f"> {report['sample']}"),
+            "heldout_perplexity": trained["perplexity"],
+            "bits_per_byte": trained["bits_per_byte"],
+            "step": report["step"],
+            "checkpoint": MetadataValue.path(checkpoint),
+            "report": MetadataValue.json(report),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name=BEATS_UNTRAINED,
+                passed=trained["perplexity"] < untrained["perplexity"],
+                metadata={
+                    "trained": trained["perplexity"],
+                    "untrained": untrained["perplexity"],
+                },
+            )
+        ],
+    )

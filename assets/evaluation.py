@@ -23,7 +23,7 @@ from assets.resources import DataRoot
 from curation.inputs import partition_shards
 from model.hf import export_hf
 from training.checkpoint import load_model
-from training.evaluation_run import OFFLINE_TASKS, EvaluationConfig, evaluate_run
+from training.evaluation_run import OFFLINE_TASKS, EvaluationConfig, evaluate_run, results_table
 
 GROUP = "model"
 BEATS_UNTRAINED = "beats_untrained_on_heldout"
@@ -77,35 +77,6 @@ def _previous(context: AssetExecutionContext) -> dict:
         return {}
     value = event.asset_materialization.metadata.get("report")
     return value.value if value is not None else {}
-
-
-def results_table(report: dict, previous: dict) -> str:
-    """Metric rows, one column per model, and the previous evaluation's trained column."""
-    columns = {name: _flat(body) for name, body in report["models"].items()}
-    if previous:
-        columns["previous"] = _flat(previous["models"]["trained"])
-    names = sorted({k for column in columns.values() for k in column})
-    lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
-    for name in names:
-        cells = [_cell(column.get(name)) for column in columns.values()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _flat(body: dict) -> dict[str, float]:
-    heldout = body["heldout"]
-    flat = {f"heldout {k}": heldout[k] for k in ("perplexity", "bits_per_byte", "loss")}
-    for corpus, values in heldout.get("per_corpus", {}).items():
-        flat[f"heldout perplexity: {corpus}"] = values["perplexity"]
-    for task, values in body["tasks"].items():
-        for metric, value in values.items():
-            if not metric.endswith("_stderr"):
-                flat[f"{task} {metric}"] = value
-    return flat
-
-
-def _cell(value) -> str:
-    return "" if value is None else f"{value:.4g}"
 
 
 @asset(

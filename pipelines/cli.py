@@ -241,6 +241,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from curation.inputs import parquet_parts
+    from training.evaluation_run import EvaluationConfig, evaluate_run, results_table
+
+    mixture = [s.path for s in parquet_parts(Storage("/"), os.path.abspath(args.mixture))]
+    config = EvaluationConfig(max_tokens=args.max_tokens, limit=args.limit)
+    report = evaluate_run(args.checkpoint, mixture, os.path.abspath(args.out), config)
+    print(results_table(report, {}))
+    print(f"\nsample: {report['sample']}")
+    return 0
+
+
 def _print_summary(manifest: Manifest, output: str) -> None:
     dropped = sum(manifest.dropped.values())
     print(f"{manifest.stage}: in {manifest.n_in}, kept {manifest.kept}, dropped {dropped}")
@@ -461,6 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--tokenizer", default="", help="default: the run's data directory's")
     generate.set_defaults(func=cmd_generate)
+
+    evaluate = commands.add_parser("eval", help="held-out perplexity, lm-eval tasks, a sample")
+    evaluate.add_argument("--checkpoint", required=True, help="a checkpoint or a run directory")
+    evaluate.add_argument("--mixture", required=True, help="the mixture the shards came from")
+    evaluate.add_argument("--out", required=True, help="work directory (task files, baseline)")
+    evaluate.add_argument("--max-tokens", type=int, default=200_000)
+    evaluate.add_argument("--limit", type=int, default=100, help="items per task (0: all)")
+    evaluate.set_defaults(func=cmd_eval)
 
     crawls = commands.add_parser("crawls", help="crawl partitions of the Dagster instance")
     crawls_commands = crawls.add_subparsers(dest="crawls_command", required=True)

@@ -5,6 +5,7 @@ per-corpus numbers come from the mixture's `source` column."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,23 @@ def test_per_corpus_numbers_from_the_mixture_labels(run_dir):
     assert sum(c["documents"] for c in per.values()) == metrics["documents"] == 60
     assert all(math.isfinite(c["bits_per_byte"]) and c["bytes"] > 0 for c in per.values())
     assert all(c["loss"] < math.log(600) for c in per.values())  # better than uniform
+
+
+def test_the_cli_evaluation_reports_trained_untrained_and_a_sample(run_dir, tmp_path):
+    """`llamapipe eval`: the table the `evaluation` asset shows, from the same function."""
+    import subprocess
+    import sys
+
+    llamapipe = Path(sys.executable).parent / "llamapipe"
+    result = subprocess.run(
+        [llamapipe, "eval", "--checkpoint", run_dir / "run", "--mixture", run_dir / "docs",
+         "--out", tmp_path / "eval", "--max-tokens", "3000", "--limit", "8"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines() if "|" in line}
+    trained, untrained = (float(c) for c in rows["heldout perplexity"].split("|")[2:4])
+    assert trained < untrained
+    assert "heldout_continuation acc" in rows and "heldout perplexity: github" in rows
+    assert "sample: " in result.stdout

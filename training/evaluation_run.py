@@ -104,3 +104,32 @@ def evaluate_run(
         }
     report["sample"] = _sample(model, os.path.join(data_dir, "tokenizer.model"), config)
     return report
+
+
+def results_table(report: dict, previous: dict) -> str:
+    """Metric rows, one column per model, and the previous evaluation's trained column."""
+    columns = {name: _flat(body) for name, body in report["models"].items()}
+    if previous:
+        columns["previous"] = _flat(previous["models"]["trained"])
+    names = sorted({k for column in columns.values() for k in column})
+    lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name in names:
+        cells = [_cell(column.get(name)) for column in columns.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _flat(body: dict) -> dict[str, float]:
+    heldout = body["heldout"]
+    flat = {f"heldout {k}": heldout[k] for k in ("perplexity", "bits_per_byte", "loss")}
+    for corpus, values in heldout.get("per_corpus", {}).items():
+        flat[f"heldout perplexity: {corpus}"] = values["perplexity"]
+    for task, values in body["tasks"].items():
+        for metric, value in values.items():
+            if not metric.endswith("_stderr"):
+                flat[f"{task} {metric}"] = value
+    return flat
+
+
+def _cell(value) -> str:
+    return "" if value is None else f"{value:.4g}"

@@ -173,6 +173,7 @@ class DedupConfig(Config):
     bands: int = Deduplicated.bands
     rows: int = Deduplicated.rows
     max_rows_per_bucket_partition: int = Deduplicated.max_rows_per_bucket_partition
+    max_rows_per_cluster_partition: int = Deduplicated.max_rows_per_cluster_partition
     source_priority: list[str] = list(Deduplicated.source_priority)
     independent_sources: list[list[str]] = [list(p) for p in Deduplicated.independent_sources]
     force: bool = False

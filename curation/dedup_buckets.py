@@ -27,14 +27,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.arrays import load_array, save_array
+from curation.arrays import save_array
 from curation.dedup_corpus import CorpusShard, StaleSignatures
 from curation.dedup_graph import (
     BUCKET_ROW,
     ROW_MASK,
     SHARD_SHIFT,
     SourceClasses,
-    distinct_pairs,
     document_keys,
     star_pairs,
 )
@@ -49,7 +48,6 @@ from curation.storage import Storage
 
 _VERIFY_PAIRS = 65536  # candidate pairs verified at once: bounds the records held
 _DIGEST_TAG = np.uint64(0xD16E57D16E57D16E)
-_MERGE_EDGES = 1 << 16  # edges read (at least) before they are merged into the distinct set
 _FILES = {
     "records": ("map", "records"),
     "local": ("map", "edges.npy"),
@@ -217,19 +215,11 @@ def _write_counts(storage: Storage, path: str, candidates: int, verified: int) -
     storage.write_bytes(path, json.dumps({"candidates": candidates, "verified": verified}).encode())
 
 
-def verified_edges(storage: Storage, plan: BucketPlan, shards: int) -> np.ndarray:
-    """Every verified edge, the maps' local ones and the reduces', each once.
-
-    A pair sharing several bands is found in several partitions; the files are merged into
-    the distinct set as they are read, so those repeats never pile up in memory together."""
+def edge_files(plan: BucketPlan, shards: int) -> list[str]:
+    """Every file of verified edges: the maps' local ones, then the reduces'. A pair sharing
+    several bands is in several of them; the cluster step reads each file on its own."""
     paths = [plan.path("local", i) for i in range(shards)]
-    paths += [plan.path("edges", p) for p in range(plan.partitions)]
-    distinct, pending = np.empty((0, 2), np.uint64), []
-    for path in paths:
-        pending.append(load_array(storage, path))
-        if sum(len(edges) for edges in pending) >= max(len(distinct), _MERGE_EDGES):
-            distinct, pending = distinct_pairs(np.concatenate([distinct, *pending])), []
-    return distinct_pairs(np.concatenate([distinct, *pending]))
+    return paths + [plan.path("edges", p) for p in range(plan.partitions)]
 
 
 def pair_counts(storage: Storage, plan: BucketPlan, shards: int) -> Counter[str]:

@@ -1,5 +1,6 @@
-"""The array algorithms of global dedup: candidate pairs from LSH buckets, duplicate clusters,
-and which document of a cluster survives. Arrays of document keys in, arrays out; no files.
+"""The array algorithms of global dedup: candidate pairs from LSH buckets, hash partitions of
+keys, and which document of a cluster survives. Arrays of document keys in, arrays out; no
+files (the clusters themselves are computed over files: curation/dedup_components.py).
 
 A document key is a uint64, `shard << 32 | row`: ordering keys orders documents by input shard,
 then row, and a key says where to read the document back.
@@ -98,34 +99,33 @@ def distinct_pairs(pairs: np.ndarray) -> np.ndarray:
     return np.unique(pairs, axis=0) if len(pairs) else pairs
 
 
+def partition_of(keys: np.ndarray, partitions: int) -> np.ndarray:
+    """The hash partition (0 .. partitions - 1) of every key, document key or component label.
+
+    Keys are `shard << 32 | row`, so their low bits are row numbers: mixed first (splitmix64's
+    finalizer, a bijection), so that the rows of one shard and the shards spread evenly. Not
+    `curation.minhash.fmix64`, which would make every worker of the cluster step import
+    datasketch, about a second per map."""
+    x = keys.astype(np.uint64)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return (x % np.uint64(partitions)).astype(np.int64)
+
+
 def connected_components(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The documents on `edges` (sorted keys) and, for each, its component: the index (into
     those documents) of the component's smallest key.
 
-    Union-find in rounds, all edges at once: hook the larger root of every edge that still
-    spans two components onto the smaller (np.minimum.at), then jump pointers until every
-    node points at a root. Roots only ever move down, so the smallest node of a component is
-    its final root. Memory is proportional to the edges, i.e. to the documents that have a
-    duplicate, not to the corpus."""
-    nodes, inverse = np.unique(edges, return_inverse=True)
-    a, b = inverse.reshape(-1, 2).T
-    parent = np.arange(len(nodes), dtype=np.int64)
-    while True:
-        root_a, root_b = parent[a], parent[b]
-        apart = root_a != root_b
-        if not apart.any():
-            return nodes, parent
-        low, high = np.minimum(root_a, root_b)[apart], np.maximum(root_a, root_b)[apart]
-        np.minimum.at(parent, high, low)
-        parent = _flatten(parent)
+    This is the cluster step's own computation over hash-partitioned files
+    (`dedup_components.label_components`) with one partition, in this process and a temporary
+    directory: there is no second, in-memory implementation to keep in step with it."""
+    from curation.dedup_components import components_of  # it builds on this module
 
-
-def _flatten(parent: np.ndarray) -> np.ndarray:
-    while True:
-        grand = parent[parent]
-        if np.array_equal(grand, parent):
-            return parent
-        parent = grand
+    nodes, labels, _ = components_of(edges)
+    return nodes, np.searchsorted(nodes, labels)
 
 
 def survivors(

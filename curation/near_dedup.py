@@ -26,11 +26,22 @@ what a killed run had finished:
    paragraph in common can share one and still be different documents. Verification uses
    the signature estimate, not the exact shingle sets (those would need every candidate's
    text at the reduce); its standard error near 0.72 at 112 permutations is about 0.04.
-3. Cluster (in `prepare` itself): union-find over all verified edges. Its memory grows with
-   the number of documents that have a duplicate (~150 bytes each in bench/bench_dedup.py),
-   not with the corpus; still, it is the one step that no setting bounds. Each cluster keeps
-   one document: by `source_priority` (earlier wins), then earliest crawl (curated sources
-   have none and come first), then smallest id. Decisions are written per input shard.
+3. Cluster (curation/dedup_components.py), map-reduce as well: the documents on a verified
+   edge are hash-partitioned into P = ceil(2 x verified edge rows /
+   `max_rows_per_cluster_partition`) partitions, each with its documents' edges, and labelled
+   with their component's smallest key by rounds of min-label propagation with pointer
+   jumping (three maps a round; the rounds grow with the log of the longest chain of near
+   duplicates, not with the corpus: 2 on the sample world). Each cluster keeps one document:
+   by `source_priority` (earlier wins), then earliest crawl (curated sources have none and
+   come first), then smallest id; it is chosen in the partition of the cluster's label, from
+   each input shard's best few members per cluster and source class, and the decisions go
+   back to a file per input shard. What one task holds is bounded by configuration, not by
+   the number of documents with a duplicate: a node partition about
+   `max_rows_per_cluster_partition` edge rows (16 bytes each) while gathering them, then its
+   documents' labels and one slice of another partition's rows at a time; a label partition
+   4 members per cluster and class of its share of clusters; an input shard's task that
+   shard's rows. More only under skew: a document's edges all sit in its partition (the star
+   pairing of step 2 keeps those few).
 4. `process`, the second map: one shard, its own decisions.
 
 Why this priority: the curated sources are cleaner copies of what the web repeats (an
@@ -59,7 +70,6 @@ example clusters.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import posixpath
@@ -73,17 +83,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.dedup_buckets import BucketPlan, MapTask, ReduceTask, pair_counts, verified_edges
+from curation.dedup_buckets import BucketPlan, MapTask, ReduceTask, edge_files, pair_counts
+from curation.dedup_components import DECISIONS, ClusterPlan, ShardFiles, cluster, decision_path
 from curation.dedup_corpus import CorpusShard
-from curation.dedup_graph import (
-    ROW_MASK,
-    SHARD_SHIFT,
-    SourceClasses,
-    connected_components,
-    survivors,
-)
-from curation.dedup_signatures import SIGNATURE_SCHEMA, digest_matrix
+from curation.dedup_graph import ROW_MASK, SHARD_SHIFT, SourceClasses
 from curation.documents import DOCUMENT_SCHEMA, drop_rows, schema_with
+from curation.executor import ShardExecutor
 from curation.minhash import banding_for
 from curation.stage import ShardInput, ShardOutput, Stage, state_field
 from curation.storage import Storage
@@ -96,143 +101,52 @@ ANNOTATION_FIELDS = [  # every annotation column a stage of the graph adds, null
 ]
 DEDUPLICATED_SCHEMA = schema_with(ANNOTATION_FIELDS)
 DEFAULT_PRIORITY = ("wikipedia", "books", "arxiv", "stackexchange", "github", "c4", "commoncrawl")
-DECISIONS = np.array(["kept", "exact_duplicate", "near_duplicate"])  # indexed by decision code
 
 _SUMMARY = "cluster/_summary.json"  # written last: the cluster step is done
-_EXAMPLES = 5
-_EXAMPLE_MEMBERS = 4
 _EXAMPLE_CHARS = 160
 
 
-@dataclass
-class Clusters:
-    """Every document that has a duplicate: its key, cluster, attributes and decision."""
+def _decision_path(workdir: str, shard: ShardInput) -> str:
+    return decision_path(posixpath.join(workdir, "cluster"), shard.name)
 
-    keys: np.ndarray  # document keys, sorted
-    component: np.ndarray  # per document, the index of its cluster's smallest key
-    ids: pa.Array
-    sources: pa.Array
-    digests: np.ndarray
-    crawls: list[str | None]  # per document
 
-    def best_first(self, priority: Sequence[str]) -> np.ndarray:
-        """Indices in keep-policy order: source priority, crawl (none first), id, key."""
-        rank = pc.index_in(self.sources, pa.array(priority, pa.string()))
-        crawl_order = {
-            c: i for i, c in enumerate(sorted({c for c in self.crawls if c is not None}))
-        }
-        table = pa.table(
-            {
-                "rank": rank.fill_null(len(priority)),
-                "crawl": [-1 if c is None else crawl_order[c] for c in self.crawls],
-                "id": self.ids,
-                "key": self.keys,
-            }
+def shard_files(inputs: Sequence[CorpusShard]) -> tuple[ShardFiles, ...]:
+    """What the cluster step reads of each shard; crawls as their rank in name order (the
+    keep policy's order: earliest first), curated sources (no crawl) before all of them."""
+    crawls = sorted({shard.crawl for shard in inputs if shard.crawl is not None})
+    return tuple(
+        ShardFiles(
+            shard.name,
+            shard.signatures,
+            -1 if shard.crawl is None else crawls.index(shard.crawl),
+            shard.rows,
         )
-        order = [(name, "ascending") for name in table.column_names]
-        return pc.sort_indices(table, sort_keys=order).to_numpy()
-
-    def decisions(self, keeper: np.ndarray) -> np.ndarray:
-        """Per document a code into `DECISIONS`: kept, exact_duplicate (the same digest as
-        its survivor) or near_duplicate."""
-        same = np.all(self.digests == self.digests[keeper], axis=1)
-        kept = keeper == np.arange(len(keeper))
-        return np.where(kept, 0, np.where(same, 1, 2)).astype(np.int8)
-
-
-def load_clusters(storage: Storage, inputs: Sequence[CorpusShard], edges: np.ndarray) -> Clusters:
-    """Clusters of the edges, with ids, sources and digests read from the signature parts
-    of only the shards that have a document in one."""
-    keys, component = connected_components(edges)
-    tables, crawls = [], []
-    bounds = np.searchsorted(keys >> SHARD_SHIFT, np.arange(len(inputs) + 1))
-    columns = ["id", "source", "digest"]
-    for index in np.flatnonzero(np.diff(bounds)):
-        rows = (keys[bounds[index] : bounds[index + 1]] & ROW_MASK).astype(np.int64)
-        shard = inputs[index]
-        table = pq.read_table(shard.signatures, filesystem=storage.fs, columns=columns)
-        tables.append(table.take(rows))
-        crawls += [shard.crawl] * len(rows)
-    empty = pa.schema([SIGNATURE_SCHEMA.field(name) for name in columns]).empty_table()
-    table = pa.concat_tables([empty, *tables])
-    return Clusters(
-        keys,
-        component,
-        table.column("id").combine_chunks(),
-        table.column("source").combine_chunks(),
-        digest_matrix(table.column("digest")),
-        crawls,
+        for shard in inputs
     )
 
 
-def _decision_path(workdir: str, shard: ShardInput) -> str:
-    key = hashlib.sha1(shard.name.encode()).hexdigest()[:20]
-    return posixpath.join(workdir, "cluster", f"{key}.parquet")
-
-
-def write_decisions(
-    storage: Storage,
-    workdir: str,
-    inputs: Sequence[CorpusShard],
-    clusters: Clusters,
-    keeper: np.ndarray,
-    decisions: np.ndarray,
-) -> None:
-    """One file per input shard: its rows that have a duplicate, their decision, the
-    survivor they give way to, and each cluster's size once (on its smallest key)."""
-    sizes = np.bincount(clusters.component, minlength=len(clusters.keys))
-    bounds = np.searchsorted(clusters.keys >> SHARD_SHIFT, np.arange(len(inputs) + 1))
-    storage.makedirs(posixpath.join(workdir, "cluster"))
-    for index, shard in enumerate(inputs):
-        members = np.arange(bounds[index], bounds[index + 1])
-        table = pa.table(
-            {
-                "row": (clusters.keys[members] & ROW_MASK).astype(np.int64),
-                "decision": pa.array(DECISIONS[decisions[members]], pa.string()),
-                "kept_id": clusters.ids.take(keeper[members]),
-                "kept_source": clusters.sources.take(keeper[members]),
-                "cluster_size": sizes[clusters.component[members]],
-                "counts_cluster": members == clusters.component[members],
-            }
-        )
-        with storage.fs.open_output_stream(_decision_path(workdir, shard)) as f:
-            pq.write_table(table.replace_schema_metadata({"rows": str(shard.rows)}), f)
-
-
 def example_clusters(
-    storage: Storage,
-    inputs: Sequence[CorpusShard],
-    clusters: Clusters,
-    decisions: np.ndarray,
-    order: np.ndarray,
+    storage: Storage, inputs: Sequence[CorpusShard], examples: list[dict]
 ) -> list[dict[str, Any]]:
     """The largest clusters (ties: smallest key first), best members first, each with id,
     source, crawl, decision and the start of its text: what a person checks the rules by."""
-    sizes = np.bincount(clusters.component, minlength=len(clusters.keys))
-    labels = np.flatnonzero(sizes)
-    largest = labels[np.lexsort((labels, -sizes[labels]))][:_EXAMPLES]
-    members: dict[int, list[int]] = {int(label): [] for label in largest}
-    for i in order:
-        chosen = members.get(int(clusters.component[i]))
-        if chosen is not None and len(chosen) < _EXAMPLE_MEMBERS:
-            chosen.append(int(i))
-    shown = sorted(i for chosen in members.values() for i in chosen)
-    texts = _text_starts(storage, inputs, clusters.keys[shown])
+    keys = sorted(document["key"] for example in examples for document in example["documents"])
+    texts = _text_starts(storage, inputs, np.array(keys, np.uint64))
     return [
         {
-            "size": int(sizes[label]),
+            "size": example["size"],
             "documents": [
                 {
-                    "id": clusters.ids[i].as_py(),
-                    "source": clusters.sources[i].as_py(),
-                    "crawl": clusters.crawls[i],
-                    "decision": str(DECISIONS[decisions[i]]),
-                    "text": texts[int(clusters.keys[i])],
+                    "id": document["id"],
+                    "source": document["source"],
+                    "crawl": inputs[document["key"] >> int(SHARD_SHIFT)].crawl,
+                    "decision": document["decision"],
+                    "text": texts[document["key"]],
                 }
-                for i in chosen
+                for document in example["documents"]
             ],
         }
-        for label, chosen in members.items()
+        for example in examples
     ]
 
 
@@ -269,6 +183,8 @@ class Deduplicated(Stage):
     `bands` x `rows` signature values make the LSH banding (14 x 8: the S-curve rises
     through 1/2 near Jaccard 0.72); set either to 0 to derive both from `threshold` for the
     signatures' num_perm (datasketch's optimum). `threshold` is always the verification bound.
+    `max_rows_per_bucket_partition` and `max_rows_per_cluster_partition` bound the rows one
+    task of the bucket and cluster steps holds, so memory does not grow with the corpus.
     """
 
     name: ClassVar[str] = "deduplicated"
@@ -279,6 +195,7 @@ class Deduplicated(Stage):
     bands: int = 14
     rows: int = 8
     max_rows_per_bucket_partition: int = 2_000_000
+    max_rows_per_cluster_partition: int = 2_000_000
     source_priority: tuple[str, ...] = DEFAULT_PRIORITY
     independent_sources: tuple[tuple[str, str], ...] = (("c4", "commoncrawl"),)
     workdir: str = state_field()
@@ -292,8 +209,9 @@ class Deduplicated(Stage):
         SourceClasses.from_pairs(pairs)
         if not 0 < self.threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], not {self.threshold}")
-        if self.max_rows_per_bucket_partition < 1:
-            raise ValueError("max_rows_per_bucket_partition must be positive")
+        for bound in ("max_rows_per_bucket_partition", "max_rows_per_cluster_partition"):
+            if getattr(self, bound) < 1:
+                raise ValueError(f"{bound} must be positive")
 
     def banding(self, num_perm: int) -> tuple[int, int]:
         """(bands, rows) as configured, or derived from `threshold` when either is 0."""
@@ -331,30 +249,50 @@ class Deduplicated(Stage):
         list(executor.map_unordered(reduce, range(plan.partitions)))
         summary_path = posixpath.join(workdir, _SUMMARY)
         if not storage.exists(summary_path):  # a resumed run keeps the clusters
-            summary = self.cluster(plan, inputs, storage)
+            summary = self.cluster(plan, inputs, storage, executor)
             storage.write_bytes(summary_path, json.dumps(summary).encode())
         summary = storage.read_bytes(summary_path).decode()
         return dataclasses.replace(self, workdir=workdir, pass_summary=summary)
 
-    def cluster(self, plan: BucketPlan, inputs: Sequence[CorpusShard], storage: Storage) -> dict:
+    def cluster_plan(
+        self, plan: BucketPlan, inputs: Sequence[CorpusShard], storage: Storage, edges: int
+    ) -> ClusterPlan:
+        """The cluster step's plan: P partitions so that each gathers about
+        `max_rows_per_cluster_partition` of the 2 x `edges` edge rows (both directions)."""
+        return ClusterPlan(
+            storage,
+            posixpath.join(plan.workdir, "components"),
+            max(1, math.ceil(2 * edges / self.max_rows_per_cluster_partition)),
+            tuple(edge_files(plan, len(inputs))),
+            shard_files(inputs),
+            self.source_priority,
+            plan.classes,
+            posixpath.join(plan.workdir, "cluster"),
+        )
+
+    def cluster(
+        self,
+        plan: BucketPlan,
+        inputs: Sequence[CorpusShard],
+        storage: Storage,
+        executor: ShardExecutor,
+    ) -> dict:
         """Clusters of the verified edges, a decision file per shard, and the summary."""
-        clusters = load_clusters(storage, inputs, verified_edges(storage, plan, len(inputs)))
-        order = clusters.best_first(self.source_priority)
-        classes = plan.classes.of(clusters.sources)
-        keeper = survivors(clusters.component, order, classes, plan.classes.independent)
-        decisions = clusters.decisions(keeper)
-        write_decisions(storage, plan.workdir, inputs, clusters, keeper, decisions)
         pairs = pair_counts(storage, plan, len(inputs))
+        clusters = self.cluster_plan(plan, inputs, storage, pairs["verified"])
+        found = cluster(clusters, executor)
         return {
             "bands": plan.bands,
             "rows": plan.rows,
             "threshold": plan.threshold,
             "bucket_partitions": plan.partitions,
+            "cluster_partitions": clusters.partitions,
+            "cluster_rounds": found.rounds,
             "candidate_pairs": pairs["candidates"],
             "verified_pairs": pairs["verified"],
-            "clusters": len(np.unique(clusters.component)),
-            "documents_in_clusters": len(clusters.keys),
-            "example_clusters": example_clusters(storage, inputs, clusters, decisions, order),
+            "clusters": found.clusters,
+            "documents_in_clusters": found.documents,
+            "example_clusters": example_clusters(storage, inputs, found.examples),
         }
 
     def summary(self) -> dict[str, Any]:

@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from datasketch import MinHash
 
+from curation import dedup_components
+from curation.dedup_components import components_of
 from curation.dedup_corpus import CorpusGroup, StaleSignatures, corpus_inputs
 from curation.dedup_graph import (
     BUCKET_ROW,
@@ -265,6 +267,58 @@ def test_components_and_survivors_follow_the_policy_order():
     assert survivors(pair_component, only, classes[:2], independent).tolist() == [0, 1]
 
 
+def union_find(edges: np.ndarray) -> dict[int, int]:
+    """The reference: each node's component's smallest node, by a plain union-find."""
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for a, b in edges.tolist():
+        low, high = sorted((root(a), root(b)))
+        parent[high] = low
+    return {node: root(node) for node in parent}
+
+
+def graph_shapes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, int]:
+    """Document-key edges of every shape at once, some repeated or reversed: a chain of sorted
+    keys and one of shuffled keys (n nodes each), a star, many small components (pairs, some
+    joined), and a sparse random graph. Returns them and the longest chain's length."""
+    keys = np.unique(
+        (rng.integers(0, 40, 8 * n, dtype=np.uint64) << np.uint64(32))
+        + rng.integers(0, 1 << 20, 8 * n, dtype=np.uint64)
+    )
+    keys = rng.permutation(keys)
+    chunks = np.split(keys[: 7 * n], np.cumsum([n, n, n, 2 * n])[:4])
+    sorted_chain, shuffled_chain, star, small, sparse = chunks
+    sorted_chain = np.sort(sorted_chain)
+    parts = [
+        np.stack([sorted_chain[:-1], sorted_chain[1:]], axis=1),
+        np.stack([shuffled_chain[:-1], shuffled_chain[1:]], axis=1),
+        np.stack([np.full(n - 1, star[n // 2]), np.delete(star, n // 2)], axis=1),
+        small[: len(small) // 2 * 2].reshape(-1, 2),
+        small[: len(small) // 3 * 3].reshape(-1, 3)[:, [0, 2]],
+        sparse[rng.integers(0, len(sparse), (len(sparse) * 2 // 3, 2))],
+    ]
+    edges = np.concatenate(parts)
+    edges = np.concatenate([edges, edges[rng.integers(0, len(edges), n)][:, ::-1]])
+    return rng.permutation(edges[edges[:, 0] != edges[:, 1]]), n
+
+
+@pytest.mark.parametrize(
+    ("nodes", "partitions", "workers"), [(600, 1, 1), (600, 3, 1), (600, 16, 1), (6, 3, 2)]
+)
+def test_partitioned_components_equal_union_find(nodes, partitions, workers):
+    edges, longest = graph_shapes(np.random.default_rng(nodes + partitions), nodes)
+    found, labels, rounds = components_of(edges, partitions, LocalExecutor(workers))
+    expected = union_find(edges)
+    assert found.tolist() == sorted(expected)
+    assert labels.tolist() == [expected[node] for node in found.tolist()]
+    assert rounds <= np.ceil(np.log2(longest)) + 2  # pointer jumping: not one per link
+
+
 # --- the stage ----------------------------------------------------------------------------
 
 X, Y, Z, W = text(10), text(11), text(12), text(13)
@@ -352,6 +406,79 @@ def test_the_result_depends_on_neither_workers_nor_the_partition_bound(world):
     assert [s.part_sha256 for s in one.manifest.shards] == [
         s.part_sha256 for s in many.manifest.shards
     ]
+
+
+def mixed_world(world: World) -> list[CorpusGroup]:
+    """The policy world, plus c4 and a source outside the priority list: "q" is a cluster whose
+    best document (c4) is independent of one member (commoncrawl), linked through a third."""
+    q = text(14)
+    return policy_world(world) + [
+        world.group("c4/a", "c4", [[("c4-x", X), ("c4-q", q)]], CRAWL_A),
+        world.group("forum/all", "forum", [[("forum-q", edited(14))]]),
+        world.group("commoncrawl/c", "commoncrawl", [[("cc-c-q", q)]], "CC-MAIN-2021-01"),
+    ]
+
+
+def test_a_tiny_cluster_bound_changes_nothing_but_the_partitions(world, monkeypatch):
+    groups = mixed_world(world)
+    default = world.dedup(groups, "default")
+    # and slices combined two at a time, candidates merged after every one
+    monkeypatch.setattr(dedup_components, "_SLICES", 2)
+    monkeypatch.setattr(dedup_components, "_MERGE_ROWS", 1)
+    tiny = world.dedup(groups, "tiny", Deduplicated(max_rows_per_cluster_partition=2))
+    assert default.removed == {
+        "cc-b-x": ("exact_duplicate", "wiki-x"),
+        "cc-a-x": ("exact_duplicate", "wiki-x"),
+        "c4-x": ("exact_duplicate", "wiki-x"),
+        "cc-a-y": ("near_duplicate", "gh-y"),
+        "cc-b-y": ("near_duplicate", "gh-y"),
+        "a-z": ("near_duplicate", "z-late"),
+        "w-2": ("exact_duplicate", "w-1"),
+        "p-2": ("exact_duplicate", "p-1"),
+        "forum-q": ("near_duplicate", "c4-q"),  # c4 is kept, and so is cc-c-q (independent)
+    }
+    assert {"c4-q", "cc-c-q"} <= set(default.kept_ids)
+    one, many = default.manifest.summary, tiny.manifest.summary
+    assert one.pop("cluster_partitions") == 1 and many.pop("cluster_partitions") > 8
+    assert one == many and one["cluster_rounds"] >= 2
+    assert default.kept.equals(tiny.kept) and default.dropped.equals(tiny.dropped)
+    assert default.manifest.histograms == tiny.manifest.histograms
+    assert [s.part_sha256 for s in default.manifest.shards] == [
+        s.part_sha256 for s in tiny.manifest.shards
+    ]
+
+
+def test_a_killed_cluster_step_resumes_from_its_finished_rounds(world, storage, tmp_path):
+    inputs = corpus_inputs(storage, mixed_world(world))
+    workdir = tmp_path / "work"
+    stage = Deduplicated(max_rows_per_cluster_partition=2)
+    first = stage.prepare(inputs, storage, str(workdir), LocalExecutor(1))
+    assert first.summary()["cluster_rounds"] >= 2
+    decisions = {p: p.read_bytes() for p in (workdir / "cluster").glob("*.parquet")}
+    # killed in round 1: after its labels, with one partition's spread still unwritten
+    components = workdir / "components"
+    finished = (
+        "edges-in/",
+        "edges/",
+        "nodes/",
+        "round-000/",
+        "round-001/labels/",
+        "round-001/spread/",
+    )
+    lost = [workdir / "cluster" / "_summary.json", *decisions]
+    for path in components.rglob("*"):
+        name = path.relative_to(components).as_posix()
+        if path.is_file() and (
+            not name.startswith(finished) or name.startswith("round-001/spread/000002")
+        ):
+            lost.append(path)
+    for path in lost:
+        path.unlink()
+    kept = {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
+    again = stage.prepare(inputs, storage, str(workdir), LocalExecutor(1))
+    assert again.summary() == first.summary()
+    assert {p: p.read_bytes() for p in decisions} == decisions
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
 
 def test_distinct_documents_sharing_boilerplate_are_kept(world):

@@ -519,7 +519,7 @@ def test_pretrain_is_in_the_gpu_pool_after_the_token_shards():
     assert assets_def.op.pool == "gpu"
     assert AssetKey("tokenized_shards") in assets_def.dependency_keys
     job = defs.resolve_job_def("train")
-    assert list(job.graph.node_dict) == ["pretrain"]
+    assert set(job.graph.node_dict) == {"pretrain", "evaluation", "hf_export"}
     assert isinstance(defs.resources["training_launcher"], TrainingLauncher)
 
 

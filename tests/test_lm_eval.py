@@ -99,6 +99,14 @@ def test_hf_model_on_the_export_agrees(lm, run_dir):
     assert theirs_rolling == pytest.approx(doubled_bos, abs=1e-4)
     assert ours_rolling > theirs_rolling
 
+    # The offline multiple-choice task through the harness: the same scores either way.
+    task = {"tasks": ["heldout_continuation"], "limit": 8}
+    manager = TaskManager(include_path=str(run_dir / "tasks"))
+    on_export = simple_evaluate(model=hf, task_manager=manager, **task)["results"]
+    on_ours = simple_evaluate(model=lm, task_manager=manager, **task)["results"]
+    for metric in ("acc,none", "acc_norm,none"):
+        assert on_export["heldout_continuation"][metric] == on_ours["heldout_continuation"][metric]
+
 
 def test_offline_tasks_from_python(lm, run_dir):
     results = simple_evaluate(

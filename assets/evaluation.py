@@ -4,8 +4,6 @@ Both read the checkpoint the latest `pretrain` materialization reported, so they
 whatever run the training asset produced.
 """
 
-import posixpath
-
 import torch
 from dagster import (
     AssetCheckResult,
@@ -22,7 +20,7 @@ from assets.corpus import PARTITION
 from assets.resources import DataRoot
 from curation.inputs import partition_shards
 from model.hf import export_hf
-from training.checkpoint import load_model
+from training.checkpoint import load_model, tokenizer_of
 from training.evaluation_run import OFFLINE_TASKS, EvaluationConfig, evaluate_run, results_table
 
 GROUP = "model"
@@ -49,9 +47,11 @@ def hf_export(
     the SentencePiece tokenizer): what `transformers` and the harness's `hf` model load."""
     checkpoint = latest_checkpoint_of_pretrain(context)
     model, state = load_model(checkpoint)
-    tokenizer = posixpath.join(state["config"]["data_dir"], "tokenizer.model")
     out = export_hf(
-        model, tokenizer, data_root.stage_dir("hf_export", PARTITION), getattr(torch, config.dtype)
+        model,
+        tokenizer_of(state),
+        data_root.stage_dir("hf_export", PARTITION),
+        getattr(torch, config.dtype),
     )
     return MaterializeResult(
         metadata={

@@ -161,8 +161,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _tokenizer_of(trainer_state: dict, given: str) -> str:
-    """The tokenizer a checkpoint's tokens were made with: the copy in its data directory."""
-    path = given or os.path.join(trainer_state["config"]["data_dir"], "tokenizer.model")
+    """The tokenizer given, or the one a checkpoint's tokens were made with."""
+    from training.checkpoint import tokenizer_of
+
+    path = given or tokenizer_of(trainer_state)
     if not os.path.isfile(path):
         raise MissingInput(f"no tokenizer at {path}: pass --tokenizer")
     return path

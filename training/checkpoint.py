@@ -44,6 +44,7 @@ from torch import nn
 from torch.distributed.checkpoint import DefaultLoadPlanner
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+from curation.tokenizer import MODEL_NAME
 from model import Llama, LlamaConfig
 
 LATEST = "latest"
@@ -197,6 +198,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if latest is None:
         raise FileNotFoundError(f"{path} is neither a checkpoint nor a run with checkpoints")
     return latest
+
+
+def tokenizer_of(trainer_state: dict) -> str:
+    """The tokenizer a checkpoint's tokens were made with: the copy `tokenized_shards` keeps
+    in the run's data directory."""
+    return os.path.join(trainer_state["config"]["data_dir"], MODEL_NAME)
 
 
 def load_model(path: str | Path) -> tuple[Llama, dict]:

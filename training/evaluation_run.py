@@ -20,7 +20,7 @@ import torch
 from curation.storage import Storage
 from curation.token_shards import decode_documents
 from model import Generator, Llama, Sampling
-from training.checkpoint import load_model, save_model
+from training.checkpoint import load_model, save_model, tokenizer_of
 from training.evaluate import heldout_metrics, labelled_validation_documents
 from training.offline_tasks import CONTINUATION_TASK, ROLLING_TASK, write_offline_tasks
 
@@ -102,7 +102,7 @@ def evaluate_run(
             ),
             "tasks": _harness(checkpoint, config, tasks_dir),
         }
-    report["sample"] = _sample(model, os.path.join(data_dir, "tokenizer.model"), config)
+    report["sample"] = _sample(model, tokenizer_of(state), config)
     return report
 
 

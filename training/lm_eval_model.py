@@ -28,7 +28,6 @@ moved to the continuation), so scores equal the `hf` model's on the export.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -42,7 +41,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from model.generate import Generator, Sampling
-from training.checkpoint import load_model
+from training.checkpoint import load_model, tokenizer_of
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -72,7 +71,7 @@ class LlamapipeLM(TemplateLM):
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(device=device, dtype=DTYPES[dtype]).eval()
         self._device = torch.device(device)
-        tokenizer = tokenizer or os.path.join(state["config"]["data_dir"], "tokenizer.model")
+        tokenizer = tokenizer or tokenizer_of(state)
         self.sp = spm.SentencePieceProcessor(model_file=str(tokenizer))
         self.batch_size = _int(batch_size, 8)
         self.max_length = _int(max_length, model.config.max_seq_len)

@@ -31,7 +31,7 @@ from assets.dedup_checks import (
 )
 from assets.partitions import crawls
 from assets.resources import DataRoot, ShardExecutorResource
-from assets.stage_run import run_stage_asset, stage_from_config
+from assets.stage_run import log_progress, run_stage_asset, stage_from_config
 from curation.data_card import Card, StageOutput, build_card, mixture_section
 from curation.dedup_corpus import CorpusGroup, corpus_inputs
 from curation.dedup_signatures import MinHashSignatures
@@ -98,6 +98,7 @@ def _sign(
             storage,
             shard_executor.executor(),
             config.force,
+            log_progress(context),
         )
         context.log.info(f"{stage.name}: {manifest.n_in} signatures of {upstream} -> {output}")
         metadata[f"{upstream}_documents"] = manifest.n_in

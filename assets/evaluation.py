@@ -1,8 +1,15 @@
 """After training: the checkpoint measured (`evaluation`) and made usable elsewhere (`hf_export`).
 
 Both read the checkpoint the latest `pretrain` materialization reported, so they follow
-whatever run the training asset produced.
+whatever run the training asset produced. The evaluation runs in the Dagster step by default
+(`runner: in_process`, right for the sample's tiny model) or, with `runner: launcher`, as its
+own program on the `training_launcher` resource's backend, on the accelerators a large model
+needs (local torchrun, Slurm or Kubernetes, exactly as `pretrain` is launched).
 """
+
+import posixpath
+from pathlib import Path
+from typing import Literal
 
 import torch
 from dagster import (
@@ -17,11 +24,23 @@ from dagster import (
 )
 
 from assets.corpus import PARTITION
+from assets.launchers import TrainingLauncher
 from assets.resources import DataRoot
 from curation.inputs import partition_shards
 from model.hf import export_hf
 from training.checkpoint import load_model, tokenizer_of
-from training.evaluation_run import OFFLINE_TASKS, EvaluationConfig, evaluate_run, results_table
+from training.evaluation_run import (
+    OFFLINE_TASKS,
+    REPORT_FILE,
+    EvaluationConfig,
+    EvaluationJob,
+    evaluate_run,
+    headline,
+    read_report,
+    results_table,
+)
+
+EVALUATION_MODULE = "training.evaluation_run"
 
 GROUP = "model"
 BEATS_UNTRAINED = "beats_untrained_on_heldout"
@@ -64,6 +83,8 @@ def hf_export(
 
 
 class EvaluationAssetConfig(Config):
+    runner: Literal["in_process", "launcher"] = "in_process"
+    device: str = EvaluationConfig.device  # "": cuda when there is one
     max_tokens: int = EvaluationConfig.max_tokens
     tasks: list[str] = list(OFFLINE_TASKS)
     limit: int = EvaluationConfig.limit
@@ -86,28 +107,40 @@ def _previous(context: AssetExecutionContext) -> dict:
     kinds={"pytorch"},
 )
 def evaluation(
-    context: AssetExecutionContext, config: EvaluationAssetConfig, data_root: DataRoot
+    context: AssetExecutionContext,
+    config: EvaluationAssetConfig,
+    data_root: DataRoot,
+    training_launcher: TrainingLauncher,
 ) -> MaterializeResult:
     """Held-out perplexity and bits per byte per corpus, lm-evaluation-harness on tasks built
     from held-out documents (plus any configured task), and a greedy sample; the trained model
     next to an untrained one of the same configuration and to the previous evaluation."""
     storage = data_root.storage()
-    checkpoint = latest_checkpoint_of_pretrain(context)
     mixture = [s.path for s in partition_shards(storage, data_root.stage_dir("mixture", PARTITION))]
-    work = data_root.stage_dir("evaluation", PARTITION)
-    settings = EvaluationConfig(
-        max_tokens=config.max_tokens,
-        tasks=tuple(config.tasks),
-        limit=config.limit,
-        prompt=config.prompt,
-        max_new_tokens=config.max_new_tokens,
+    job = EvaluationJob(
+        checkpoint=latest_checkpoint_of_pretrain(context),
+        mixture_parts=tuple(mixture),
+        work_dir=data_root.stage_dir("evaluation", PARTITION),
+        config=EvaluationConfig(
+            max_tokens=config.max_tokens,
+            tasks=tuple(config.tasks),
+            limit=config.limit,
+            prompt=config.prompt,
+            max_new_tokens=config.max_new_tokens,
+            device=config.device,
+        ),
     )
-    report = evaluate_run(checkpoint, mixture, work, settings)
+    if config.runner == "launcher":
+        launch_dir = posixpath.join(job.work_dir, "launches", context.run.run_id)
+        Path(job.work_dir, REPORT_FILE).unlink(missing_ok=True)  # never read an old run's
+        training_launcher.run(
+            context, job.to_json(), launch_dir, nodes=1, nproc_per_node=1, module=EVALUATION_MODULE
+        )
+        report = read_report(job.work_dir)
+    else:
+        report = evaluate_run(job.checkpoint, list(job.mixture_parts), job.work_dir, job.config)
     trained, untrained = (report["models"][m]["heldout"] for m in ("trained", "untrained"))
-    context.log.info(
-        f"held-out perplexity {trained['perplexity']:.2f} (untrained "
-        f"{untrained['perplexity']:.2f}); sample: {report['sample']!r}"
-    )
+    context.log.info(f"{headline(report)}; sample: {report['sample']!r}")
     return MaterializeResult(
         metadata={
             "results": MetadataValue.md(results_table(report, _previous(context))),
@@ -115,7 +148,8 @@ def evaluation(
             "heldout_perplexity": trained["perplexity"],
             "bits_per_byte": trained["bits_per_byte"],
             "step": report["step"],
-            "checkpoint": MetadataValue.path(checkpoint),
+            "checkpoint": MetadataValue.path(job.checkpoint),
+            "runner": config.runner,
             "report": MetadataValue.json(report),
         },
         check_results=[

@@ -1,4 +1,5 @@
-"""The `TrainingLauncher` resource: where and how the trainer runs, reporting through Pipes.
+"""The `TrainingLauncher` resource: where and how the trainer (and any other torchrun program
+of this project, such as a large model's evaluation) runs, reporting through Pipes.
 
 The resource picks a backend (`local` torchrun, `slurm` sbatch, `kubernetes` PyTorchJob) and
 holds each backend's settings; `training/launch.py` renders and runs the commands. Whatever the
@@ -29,6 +30,7 @@ from dagster import (
 )
 
 from training.launch import (
+    TRAIN_MODULE,
     Job,
     JobStatus,
     KubernetesJob,
@@ -133,10 +135,11 @@ class Launch:
 
 
 class TrainingLauncher(ConfigurableResource):
-    """Runs `python -m training.train --config FILE` under torchrun on the chosen backend and
-    follows it to its end: its log files stream into the Dagster log, and an interrupted or
-    failed step cancels the job (SIGTERM to torchrun, `scancel`, or deleting the PyTorchJob).
-    `nodes`/`nproc_per_node` passed to `run` override the backend's settings for one run."""
+    """Runs `python -m MODULE --config FILE` under torchrun on the chosen backend (the trainer,
+    `training.train`, unless told another) and follows it to its end: its log files stream into
+    the Dagster log, and an interrupted or failed step cancels the job (SIGTERM to torchrun,
+    `scancel`, or deleting the PyTorchJob). `nodes`/`nproc_per_node` passed to `run` override
+    the backend's settings for one run."""
 
     backend: Literal["local", "slurm", "kubernetes"] = "local"
     local: LocalLauncherConfig = LocalLauncherConfig()
@@ -170,8 +173,9 @@ class TrainingLauncher(ConfigurableResource):
         launch_dir: str,
         nodes: int = 0,
         nproc_per_node: int = 0,
+        module: str = TRAIN_MODULE,
     ) -> Launch:
-        """Write the trainer's config into `launch_dir`, launch, follow, and return what
+        """Write the program's config into `launch_dir`, launch, follow, and return what
         happened; a job that did not complete raises `Failure` with the end of its logs."""
         os.makedirs(launch_dir, exist_ok=True)
         config_path = os.path.join(launch_dir, CONFIG_FILE)
@@ -179,7 +183,7 @@ class TrainingLauncher(ConfigurableResource):
         reader = PipesFileMessageReader(os.path.join(launch_dir, MESSAGES_FILE), cleanup_file=False)
         with open_pipes_session(context, PipesEnvContextInjector(), reader) as session:
             env = dict(session.get_bootstrap_env_vars())
-            job = self._start(context, env, config_path, launch_dir, nodes, nproc_per_node)
+            job = self._start(context, env, config_path, launch_dir, nodes, nproc_per_node, module)
             context.log.info(f"launched {job.description}")
             log = _log_line(
                 context, self.backend, lambda: session.message_handler.received_opened_message
@@ -192,8 +196,8 @@ class TrainingLauncher(ConfigurableResource):
         context.log.info(f"{job.description} ended: {status.state}")
         if not status.ok:
             raise Failure(
-                description=f"training {job.description} did not complete: {status.state}. "
-                "A relaunch resumes from the run's latest checkpoint.",
+                description=f"{module} as {job.description} did not complete: {status.state} "
+                "(the end of its logs is in log_tail)",
                 metadata={"log_tail": MetadataValue.md(_tail_md(job.log_files()))},
             )
         return Launch(
@@ -213,23 +217,24 @@ class TrainingLauncher(ConfigurableResource):
         launch_dir: str,
         nodes: int,
         nproc_per_node: int,
+        module: str,
     ) -> Job:
         if self.backend == "local":
             settings = self.local_settings(nodes, nproc_per_node)
-            argv = torchrun_argv(settings, config_path)
+            argv = torchrun_argv(settings, config_path, module)
             context.log.info(f"command: {argv}")
             log_path = os.path.join(launch_dir, "torchrun.log")
             return LocalJob(argv, env, log_path, settings.grace_s)
         if self.backend == "slurm":
             settings = self.slurm_settings(nodes, nproc_per_node)
             script = os.path.join(launch_dir, "train.sbatch")
-            _write_atomic(script, render_sbatch(settings, config_path, launch_dir, env))
+            _write_atomic(script, render_sbatch(settings, config_path, launch_dir, env, module))
             context.log.info(f"sbatch script: {script}")
             return SlurmJob(settings, script, launch_dir)
         settings = self.kubernetes_settings(nodes, nproc_per_node)
         name = k8s_job_name(settings.job_name, context.run.run_id)
         manifest = os.path.join(launch_dir, "pytorchjob.json")
-        document = render_pytorchjob(settings, name, config_path, env)
+        document = render_pytorchjob(settings, name, config_path, env, module)
         _write_atomic(manifest, json.dumps(document, indent=2) + "\n")
         context.log.info(f"PyTorchJob manifest: {manifest}")
         return KubernetesJob(settings, name, manifest)

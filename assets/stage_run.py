@@ -22,6 +22,7 @@ from assets.checks import counts_conserve, output_schema
 from assets.resources import DataRoot, ShardExecutorResource
 from curation.inputs import partition_shards
 from curation.manifest import DROPPED_DIR, Manifest
+from curation.progress import ProgressSink
 from curation.runner import current_manifest, read_manifest, run_stage
 from curation.stage import ShardInput, Stage
 from curation.storage import Storage
@@ -59,6 +60,11 @@ class StageRun:
         )
 
 
+def log_progress(context: AssetExecutionContext) -> ProgressSink:
+    """Shard progress (counts, rate, ETA) as lines of the run log."""
+    return lambda update: context.log.info(update.line())
+
+
 def run_stage_asset(
     context: AssetExecutionContext,
     stage: Stage,
@@ -75,7 +81,15 @@ def run_stage_asset(
     output = data_root.stage_dir(asset_name or stage.name, partition)
     reused = not force and current_manifest(stage, inputs, output, storage) is not None
     started = time.perf_counter()
-    manifest = run_stage(stage, inputs, output, storage, shard_executor.executor(), force=force)
+    manifest = run_stage(
+        stage,
+        inputs,
+        output,
+        storage,
+        shard_executor.executor(),
+        force=force,
+        progress=log_progress(context),
+    )
     seconds = time.perf_counter() - started
     context.log.info(
         f"{stage.name}[{partition}]: in {manifest.n_in}, kept {manifest.kept}, "

@@ -36,6 +36,7 @@ from curation.manifest import (
     fingerprint,
     part_name,
 )
+from curation.progress import ProgressSink, ShardProgress
 from curation.stage import ShardInput, ShardOutput, Stage
 from curation.storage import Storage
 
@@ -87,8 +88,10 @@ def run_stage(
     storage: Storage,
     executor: ShardExecutor | None = None,
     force: bool = False,
+    progress: ProgressSink | None = None,
 ) -> Manifest:
-    """Materialize `output` from `inputs`; reuse it as is when its fingerprint is current."""
+    """Materialize `output` from `inputs`; reuse it as is when its fingerprint is current.
+    `progress` receives throttled counts, rate and ETA as shards finish."""
     existing = None if force else current_manifest(stage, inputs, output, storage)
     if existing is not None:
         return existing
@@ -103,8 +106,10 @@ def run_stage(
         prepared = stage.prepare(inputs, storage, posixpath.join(staging, _PREPARE_DIR), executor)
         storage.write_bytes(summary_path, json.dumps(prepared.summary()).encode())
         task = _ShardTask(prepared, storage, staging)
+        tracker = ShardProgress(stage.name, inputs, list(records.values()), progress or _ignore)
         for record in executor.map_unordered(task, todo):
             records[record.index] = record
+            tracker.advance(record)
     summary = json.loads(storage.read_bytes(summary_path)) if storage.exists(summary_path) else {}
 
     manifest = Manifest(
@@ -124,6 +129,10 @@ def run_stage(
     storage.write_bytes(posixpath.join(staging, MANIFEST_NAME), manifest.to_json().encode())
     publish(storage, staging, output)
     return manifest
+
+
+def _ignore(update: object) -> None:
+    pass
 
 
 def _resume(storage: Storage, staging: str, run_fp: str) -> dict[int, ShardRecord]:

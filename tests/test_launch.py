@@ -83,6 +83,20 @@ def test_torchrun_multi_node_uses_a_c10d_rendezvous():
         LocalSettings(nnodes=2)
 
 
+def test_every_backend_runs_the_program_it_is_given():
+    """The evaluation is launched like the trainer: only `-m MODULE` changes."""
+    program = ["-m", "training.evaluation_run", "--config", CONFIG]
+    local = torchrun_argv(LocalSettings(torchrun="torchrun"), CONFIG, "training.evaluation_run")
+    assert local[-4:] == program
+    script = render_sbatch(SlurmSettings(), CONFIG, "/logs", module="training.evaluation_run")
+    assert script.rstrip().endswith(" ".join(program))
+    manifest = render_pytorchjob(
+        KubernetesSettings(nodes=2), "eval-1", CONFIG, module="training.evaluation_run"
+    )
+    for replica in manifest["spec"]["pytorchReplicaSpecs"].values():
+        assert replica["template"]["spec"]["containers"][0]["command"][-4:] == program
+
+
 def test_default_torchrun_is_the_venvs():
     argv = torchrun_argv(LocalSettings(), CONFIG)
     assert argv[0] == str(Path(sys.executable).with_name("torchrun"))

@@ -5,6 +5,7 @@ Slow (minutes on 2 cores); marked, and run in CI all the same.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -235,3 +236,34 @@ def test_the_corpus_is_deduplicated_mixed_tokenized_and_described(materialized):
     for section in ["## Funnel", "## Deduplication", "## Mixture", "## Tokens per corpus"]:
         assert section in card
     assert "| deduplicated[all] |" in card and (stages.parent / "card" / "funnel.png").exists()
+
+
+def test_stages_log_their_progress_and_status_reports_the_counts(materialized):
+    """Each stage's shard progress reaches the run log; `llamapipe status` lists every crawl
+    stage's partition with the counts of its manifest."""
+    home, stages = materialized
+    os.environ["DAGSTER_HOME"] = str(home)
+    with DagsterInstance.get() as instance:
+        messages = [
+            event.user_message
+            for run in instance.get_runs()
+            for event in instance.all_logs(run.run_id)
+        ]
+    for stage in STAGES:
+        assert any(re.match(rf"{stage}: (\d+)/\1 shards .* ETA ", m) for m in messages), stage
+
+    env = {**os.environ, "LLAMAPIPE_DATA_ROOT": str(stages.parent)}
+    result = subprocess.run(
+        [BIN / "llamapipe", "status"], env=env, capture_output=True, text=True, check=True
+    )
+    rows_by_key = {tuple(line.split()[:2]): line.split() for line in result.stdout.splitlines()}
+    for stage in STAGES:
+        counts = json.loads((stages / stage / "sample" / "_manifest.json").read_text())["counts"]
+        row = rows_by_key[(stage, "sample")]
+        assert row[2] == "materialized"
+        assert [int(c.replace(",", "")) for c in row[3:6]] == [
+            counts["in"],
+            counts["kept"],
+            sum(counts["dropped"].values()),
+        ]
+    assert "crawl partitions: 1 registered; without documents: -" in result.stdout

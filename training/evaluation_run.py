@@ -4,13 +4,24 @@ Held-out perplexity and bits per byte on the validation shards (in total and per
 same for an untrained model of the same configuration (the floor a trained model must beat),
 lm-evaluation-harness on tasks built from held-out documents (offline, so CI runs the harness
 for real; `tasks` adds the paper's when the machine reaches their datasets), and one greedy
-continuation of a prompt. In-process: right for the small models of a laptop or CI; a large
-model's evaluation goes through the launchers like training does (not built yet).
+continuation of a prompt.
+
+Two ways to run it, one code path: in the caller's process (`evaluate_run`; right for the
+small models of a laptop or CI), or as its own program, `python -m training.evaluation_run
+--config JOB.json`, which the training launchers start under torchrun on the cluster's GPUs
+like the trainer. The program evaluates on rank 0 (a model that fits one accelerator: the
+paper's sizes do in bf16 up to 33B on an 80 GB card), writes `report.json` atomically into the
+work directory and reports the headline numbers through Dagster Pipes.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
 import os
+import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +48,42 @@ class EvaluationConfig:
     max_new_tokens: int = 48
     seed: int = 0
     extra_task_paths: tuple[str, ...] = field(default=())
+    device: str = ""  # "": cuda when there is one, else cpu
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+REPORT_FILE = "report.json"
+
+
+@dataclass(frozen=True)
+class EvaluationJob:
+    """What the launched program needs: the checkpoint, the mixture parts that label the
+    validation documents, where to work, and the settings. Written as the launch's config."""
+
+    checkpoint: str
+    mixture_parts: tuple[str, ...]
+    work_dir: str
+    config: EvaluationConfig = EvaluationConfig()
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvaluationJob:
+        values = json.loads(Path(path).read_text())
+        settings = values.pop("config", {})
+        for key in ("tasks", "extra_task_paths"):
+            if key in settings:
+                settings[key] = tuple(settings[key])
+        return cls(
+            checkpoint=values["checkpoint"],
+            mixture_parts=tuple(values["mixture_parts"]),
+            work_dir=values["work_dir"],
+            config=EvaluationConfig(**settings),
+        )
 
 
 def _untrained(model: Llama, seed: int) -> Llama:
@@ -51,7 +98,9 @@ def _harness(checkpoint: str, config: EvaluationConfig, tasks_dir: Path) -> dict
 
     from training.lm_eval_model import LlamapipeLM
 
-    lm = LlamapipeLM(checkpoint=checkpoint, batch_size=config.batch_size, device="cpu")
+    lm = LlamapipeLM(
+        checkpoint=checkpoint, batch_size=config.batch_size, device=str(config.torch_device)
+    )
     results = simple_evaluate(
         model=lm,
         tasks=list(config.tasks),
@@ -82,9 +131,10 @@ def evaluate_run(
     checkpoint), trained and untrained side by side. `mixture_parts` labels the validation
     documents with their corpus; `work_dir` receives the task files and the untrained model."""
     model, state = load_model(run)
+    model = model.to(config.torch_device)
     data_dir = state["config"]["data_dir"]
     work = Path(work_dir)
-    untrained = _untrained(model, config.seed)
+    untrained = _untrained(model, config.seed).to(config.torch_device)
     untrained_dir = work / "untrained"
     save_model(untrained, untrained_dir, {"state": {"step": 0}, "config": {"data_dir": data_dir}})
     texts = decode_documents(Storage("/"), os.path.abspath(data_dir), "validation")
@@ -133,3 +183,53 @@ def _flat(body: dict) -> dict[str, float]:
 
 def _cell(value) -> str:
     return "" if value is None else f"{value:.4g}"
+
+
+def write_report(work_dir: str | Path, report: dict) -> Path:
+    """`report.json` in the work directory, replaced atomically: the launcher's caller reads
+    it after the job ends and must never see half of one."""
+    path = Path(work_dir) / REPORT_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_report(work_dir: str | Path) -> dict:
+    return json.loads((Path(work_dir) / REPORT_FILE).read_text())
+
+
+def headline(report: dict) -> dict:
+    """The numbers a person looks at first, for the Pipes report and the log."""
+    trained, untrained = (report["models"][m]["heldout"] for m in ("trained", "untrained"))
+    return {
+        "heldout_perplexity": trained["perplexity"],
+        "untrained_heldout_perplexity": untrained["perplexity"],
+        "bits_per_byte": trained["bits_per_byte"],
+        "step": report["step"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The launched form: rank 0 evaluates; other ranks (a launcher asked for more) exit."""
+    from training.train import open_pipes
+
+    parser = argparse.ArgumentParser(description="Evaluate a checkpoint (EvaluationJob JSON).")
+    parser.add_argument("--config", required=True, help="an EvaluationJob as JSON")
+    args = parser.parse_args(argv)
+    job = EvaluationJob.load(args.config)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:
+        return 0
+    pipes = open_pipes(rank)
+    with pipes if pipes is not None else nullcontext():
+        report = evaluate_run(job.checkpoint, list(job.mixture_parts), job.work_dir, job.config)
+        path = write_report(job.work_dir, report)
+        print(f"evaluation: {headline(report)} -> {path}", flush=True)
+        if pipes is not None:
+            pipes.report_asset_materialization(metadata={**headline(report), "report": str(path)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-TRAIN_MODULE = "training.train"
+TRAIN_MODULE = "training.train"  # the program a launch runs unless told another
 RDZV_PORT = 29500  # the head node's c10d rendezvous port on Slurm
 OPERATOR_PORT = 23456  # the training operator's default MASTER_PORT ("pytorchjob-port")
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -44,8 +44,10 @@ def default_torchrun() -> str:
     return str(beside) if beside.exists() else "torchrun"
 
 
-def _train_args(config_path: str) -> list[str]:
-    return ["-m", TRAIN_MODULE, "--config", config_path]
+def _program_args(config_path: str, module: str) -> list[str]:
+    """`-m MODULE --config FILE`: every program a launcher runs (the trainer, the evaluation)
+    takes one JSON config file."""
+    return ["-m", module, "--config", config_path]
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,7 +73,9 @@ class LocalSettings:
             raise ValueError("a multi-node local run needs rdzv_endpoint (host:port)")
 
 
-def torchrun_argv(settings: LocalSettings, config_path: str) -> list[str]:
+def torchrun_argv(
+    settings: LocalSettings, config_path: str, module: str = TRAIN_MODULE
+) -> list[str]:
     """`torchrun --standalone --nproc-per-node N -m training.train --config FILE`, or the
     multi-node form with an explicit rendezvous."""
     argv = [settings.torchrun or default_torchrun()]
@@ -82,7 +86,7 @@ def torchrun_argv(settings: LocalSettings, config_path: str) -> list[str]:
         argv += ["--rdzv-backend", "c10d", "--rdzv-endpoint", settings.rdzv_endpoint]
         argv += ["--rdzv-id", settings.rdzv_id]
     argv += ["--nproc-per-node", str(settings.nproc_per_node)]
-    return argv + _train_args(config_path)
+    return argv + _program_args(config_path, module)
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,6 +144,7 @@ def render_sbatch(
     config_path: str,
     log_dir: str,
     extra_env: Mapping[str, str] | None = None,
+    module: str = TRAIN_MODULE,
 ) -> str:
     """The batch script. The head node, found at run time from the job's node list, hosts
     the c10d rendezvous that every node's torchrun joins; the job id names it. `extra_env`
@@ -167,7 +172,7 @@ def render_sbatch(
     ]
     srun = ["srun", "--ntasks-per-node=1", f"--cpus-per-task={s.cpus_per_task}"]
     srun += ["--kill-on-bad-exit=1"]
-    train = [shlex.quote(a) for a in _train_args(config_path)]
+    program = [shlex.quote(a) for a in _program_args(config_path, module)]
     lines = [
         "#!/bin/bash",
         *(f"#SBATCH {shlex.quote(option)}" for option in options),
@@ -176,7 +181,7 @@ def render_sbatch(
         *s.setup,
         'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)',
         'echo "llama-pretrain: job $SLURM_JOB_ID on $SLURM_NNODES node(s), head $head_node"',
-        " ".join([*srun, shlex.quote(torchrun[0]), *torchrun[1:], *train]),
+        " ".join([*srun, shlex.quote(torchrun[0]), *torchrun[1:], *program]),
     ]
     return "\n".join(lines) + "\n"
 
@@ -303,7 +308,9 @@ def k8s_job_name(base: str, unique: str) -> str:
     return name.strip("-")
 
 
-def k8s_command(settings: KubernetesSettings, name: str, config_path: str) -> list[str]:
+def k8s_command(
+    settings: KubernetesSettings, name: str, config_path: str, module: str = TRAIN_MODULE
+) -> list[str]:
     """torchrun with the c10d rendezvous at the master pod. `$(VAR)` is expanded by the
     kubelet from the container's environment, where the operator put MASTER_ADDR/PORT."""
     return [
@@ -311,7 +318,7 @@ def k8s_command(settings: KubernetesSettings, name: str, config_path: str) -> li
         *("--nnodes", str(settings.nodes), "--nproc-per-node", str(settings.workers_per_node)),
         *("--rdzv-backend", "c10d", "--rdzv-endpoint", "$(MASTER_ADDR):$(MASTER_PORT)"),
         *("--rdzv-id", name),
-        *_train_args(config_path),
+        *_program_args(config_path, module),
     ]
 
 
@@ -320,6 +327,7 @@ def render_pytorchjob(
     name: str,
     config_path: str,
     extra_env: Mapping[str, str] | None = None,
+    module: str = TRAIN_MODULE,
 ) -> dict:
     """The PyTorchJob manifest as a dict (kubectl takes it as JSON)."""
     s = settings
@@ -329,9 +337,10 @@ def render_pytorchjob(
         env["NCCL_SOCKET_IFNAME"] = s.nccl_socket_ifname
     env |= dict(s.env) | dict(extra_env or {})
     labels = {"app.kubernetes.io/name": "llama-pipeline", "llama-pipeline/job": name}
-    replicas = {"Master": _replica(s, name, config_path, env, labels, 1, master=True)}
+    command = k8s_command(s, name, config_path, module)
+    replicas = {"Master": _replica(s, command, env, labels, 1, master=True)}
     if s.nodes > 1:
-        replicas["Worker"] = _replica(s, name, config_path, env, labels, s.nodes - 1)
+        replicas["Worker"] = _replica(s, command, env, labels, s.nodes - 1)
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
@@ -346,8 +355,7 @@ def render_pytorchjob(
 
 def _replica(
     s: KubernetesSettings,
-    name: str,
-    config_path: str,
+    command: Sequence[str],
     env: Mapping[str, str],
     labels: Mapping[str, str],
     replicas: int,
@@ -372,7 +380,7 @@ def _replica(
         "name": "pytorch",  # the operator looks the container up by this name
         "image": s.image,
         "imagePullPolicy": s.image_pull_policy,
-        "command": k8s_command(s, name, config_path),
+        "command": list(command),
         "env": [{"name": k, "value": v} for k, v in env.items()],
         "volumeMounts": mounts,
     }

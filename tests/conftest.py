@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from reliability import LEDGER, Ledger
 
 from curation.storage import Storage
 
@@ -18,3 +19,16 @@ def sample_world() -> Path:
     from curation.sample.build import build_sample_world
 
     return build_sample_world(REPO / "data" / "sample", REPO / ".cache" / "debian")
+
+
+@pytest.fixture(scope="session")
+def ledger() -> Ledger:
+    """The reliability ledger (tests/reliability.py) the summary prints at the end."""
+    return LEDGER
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if LEDGER.hostile or LEDGER.faults or LEDGER.records_in:
+        terminalreporter.section("reliability")
+        for line in LEDGER.summary():
+            terminalreporter.write_line(line)

@@ -11,7 +11,6 @@ import posixpath
 from pathlib import Path
 from typing import Literal
 
-import torch
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -27,14 +26,11 @@ from assets.corpus import PARTITION
 from assets.launchers import TrainingLauncher
 from assets.resources import DataRoot
 from curation.inputs import partition_shards
-from model.hf import export_hf
-from training.checkpoint import load_model, tokenizer_of
-from training.evaluation_run import (
+from training.evaluation_config import (
     OFFLINE_TASKS,
     REPORT_FILE,
     EvaluationConfig,
     EvaluationJob,
-    evaluate_run,
     headline,
     read_report,
     results_table,
@@ -64,6 +60,11 @@ def hf_export(
 ) -> MaterializeResult:
     """The latest checkpoint as a Hugging Face directory (`LlamaForCausalLM`, safetensors,
     the SentencePiece tokenizer): what `transformers` and the harness's `hf` model load."""
+    import torch  # here, not at the top: the web server imports this module
+
+    from model.hf import export_hf
+    from training.checkpoint import load_model, tokenizer_of
+
     checkpoint = latest_checkpoint_of_pretrain(context)
     model, state = load_model(checkpoint)
     out = export_hf(
@@ -138,6 +139,8 @@ def evaluation(
         )
         report = read_report(job.work_dir)
     else:
+        from training.evaluation_run import evaluate_run  # torch and the harness: only now
+
         report = evaluate_run(job.checkpoint, list(job.mixture_parts), job.work_dir, job.config)
     trained, untrained = (report["models"][m]["heldout"] for m in ("trained", "untrained"))
     context.log.info(f"{headline(report)}; sample: {report['sample']!r}")

@@ -44,10 +44,18 @@ class DataRoot(ConfigurableResource):
 
 
 class ShardExecutorResource(ConfigurableResource):
-    """Runs a stage's per-shard map. `workers=0` uses every CPU the container may use."""
+    """Runs a stage's per-shard map: a local process pool (`workers=0` uses every CPU the
+    container may use) or a Ray cluster at `ray_address` (docs/OPERATIONS.md, "Ray"). The
+    outputs are the same either way, so a deployment picks one without changing any asset."""
 
-    kind: Literal["local"] = "local"
+    kind: Literal["local", "ray"] = "local"
     workers: int = 0
+    ray_address: str = "auto"
+    ray_num_cpus: float = 1.0
 
     def executor(self) -> ShardExecutor:
+        if self.kind == "ray":
+            from curation.ray_executor import RayExecutor
+
+            return RayExecutor(self.ray_address, self.ray_num_cpus)
         return LocalExecutor(self.workers)

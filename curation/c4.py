@@ -144,6 +144,7 @@ class C4Filter(Stage):
     name: ClassVar[str] = "c4"
     version: ClassVar[str] = "2"
     output_schema: ClassVar[pa.Schema] = LanguageId.output_schema
+    input_schema: ClassVar[pa.Schema] = LanguageId.output_schema
 
     languages: tuple[str, ...] = ("en",)  # empty: every language
     min_words_per_line: int = 3
@@ -305,7 +306,7 @@ def _shard_output(
     stage: str, table: pa.Table, texts: list[str], reasons: list[str], histograms: dict
 ) -> ShardOutput:
     """Kept rows with their cleaned text; dropped rows as they came in, with their reason."""
-    keep = pa.array([not r for r in reasons])
+    keep = pa.array([not r for r in reasons], pa.bool_())
     dropped = table.filter(pa.array([bool(r) for r in reasons]))
     cleaned = table.set_column(
         table.schema.get_field_index("text"), "text", pa.array(texts, pa.string())

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.documents import drop_rows
+from curation.documents import DOCUMENT_SCHEMA, drop_rows
 from curation.exact_dedup import content_digest
 from curation.minhash import signatures
 from curation.stage import ShardInput, ShardOutput, Stage
@@ -47,6 +47,7 @@ class MinHashSignatures(Stage):
     name: ClassVar[str] = "dedup_signatures"
     version: ClassVar[str] = "1"
     output_schema: ClassVar[pa.Schema] = SIGNATURE_SCHEMA
+    input_schema: ClassVar[pa.Schema] = DOCUMENT_SCHEMA
 
     num_perm: int = 112
     seed: int = 1

@@ -79,6 +79,7 @@ class ExactDedup(Stage):
     name: ClassVar[str] = "commoncrawl"
     version: ClassVar[str] = "1"
     output_schema: ClassVar[pa.Schema] = WikiRefFilter.output_schema
+    input_schema: ClassVar[pa.Schema] = WikiRefFilter.output_schema
 
     workdir: str = state_field()
 

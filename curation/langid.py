@@ -66,6 +66,7 @@ class LanguageId(Stage):
     name: ClassVar[str] = "cc_language"
     version: ClassVar[str] = "1"
     output_schema: ClassVar[pa.Schema] = schema_with(LANGUAGE_FIELDS)
+    input_schema: ClassVar[pa.Schema] = schema_with()
 
     model: str = BUNDLED_MODEL
     threshold: float = 0.5
@@ -80,7 +81,9 @@ class LanguageId(Stage):
         table = table.append_column(LANGUAGE_FIELDS[0], pa.array(languages, pa.string()))
         table = table.append_column(LANGUAGE_FIELDS[1], pa.array(scores, pa.float32()))
         confident = np.asarray(pc.greater_equal(table.column("language_score"), self.threshold))
-        selected = np.array([not self.languages or lang in self.languages for lang in languages])
+        selected = np.array(
+            [not self.languages or lang in self.languages for lang in languages], dtype=bool
+        )
         reasons = np.where(~confident, "low_language_score", "language_not_selected")
         keep = confident & selected
         kept, dropped = table.filter(pa.array(keep)), table.filter(pa.array(~keep))

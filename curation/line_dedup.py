@@ -102,6 +102,7 @@ class LineDedup(Stage):
     name: ClassVar[str] = "cc_line_dedup"
     version: ClassVar[str] = "1"
     output_schema: ClassVar[pa.Schema] = DOCUMENT_SCHEMA
+    input_schema: ClassVar[pa.Schema] = DOCUMENT_SCHEMA
 
     group_size: int = 50
     min_chars: int = 300
@@ -138,7 +139,7 @@ class LineDedup(Stage):
         table = table.set_column(
             table.schema.get_field_index("text"), "text", pa.array(texts, pa.string())
         )
-        mask = pa.array(keep)
+        mask = pa.array(keep, pa.bool_())
         short = table.filter(pc.invert(mask))
         return ShardOutput(
             n_in=table.num_rows,

@@ -167,6 +167,7 @@ class Mixture(Stage):
             pa.field("repeats", pa.int32(), nullable=False),
         ]
     )
+    input_schema: ClassVar[pa.Schema] = pa.schema(DOCUMENT_FIELDS)
 
     # (corpus, share) pairs; shares are renormalized over the corpora listed, and documents
     # of any other corpus are dropped as `not_in_mixture`.

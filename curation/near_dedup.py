@@ -190,6 +190,7 @@ class Deduplicated(Stage):
     name: ClassVar[str] = "deduplicated"
     version: ClassVar[str] = "1"
     output_schema: ClassVar[pa.Schema] = DEDUPLICATED_SCHEMA
+    input_schema: ClassVar[pa.Schema] = DOCUMENT_SCHEMA
 
     threshold: float = 0.72
     bands: int = 14

@@ -177,6 +177,7 @@ class Perplexity(Stage):
     name: ClassVar[str] = "cc_perplexity"
     version: ClassVar[str] = "1"
     output_schema: ClassVar[pa.Schema] = schema_with([*LANGUAGE_FIELDS, *PERPLEXITY_FIELDS])
+    input_schema: ClassVar[pa.Schema] = INPUT_SCHEMA
 
     models_dir: str
     cutoffs: dict[str, list[float]] = field(default_factory=dict)
@@ -199,7 +200,7 @@ class Perplexity(Stage):
         )
         table = table.append_column(PERPLEXITY_FIELDS[1], pa.array(buckets, pa.string()))
         reasons = [self._drop_reason(b) for b in buckets]
-        keep = pa.array([r is None for r in reasons])
+        keep = pa.array([r is None for r in reasons], pa.bool_())
         dropped = table.filter(pc.invert(keep))
         return ShardOutput(
             n_in=table.num_rows,

@@ -21,6 +21,7 @@ import json
 import posixpath
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -37,8 +38,9 @@ from curation.manifest import (
     part_name,
 )
 from curation.progress import ProgressSink, ShardProgress
+from curation.screening import screen
 from curation.stage import ShardInput, ShardOutput, Stage
-from curation.storage import Storage
+from curation.storage import Storage, writing
 
 CODE_VERSION = "0.1.0"
 _RUN_FILE = "_run.json"
@@ -103,9 +105,11 @@ def run_stage(
     todo = [(i, shard) for i, shard in enumerate(inputs) if i not in records]
     summary_path = posixpath.join(staging, _SUMMARY_FILE)
     if todo:
-        prepared = stage.prepare(inputs, storage, posixpath.join(staging, _PREPARE_DIR), executor)
+        quarantine = {i: q for i, shard in todo if (q := screen(stage, shard, storage))}
+        readable = [shard for i, shard in enumerate(inputs) if i not in quarantine]
+        prepared = stage.prepare(readable, storage, posixpath.join(staging, _PREPARE_DIR), executor)
         storage.write_bytes(summary_path, json.dumps(prepared.summary()).encode())
-        task = _ShardTask(prepared, storage, staging)
+        task = _ShardTask(prepared, storage, staging, quarantine)
         tracker = ShardProgress(stage.name, inputs, list(records.values()), progress or _ignore)
         for record in executor.map_unordered(task, todo):
             records[record.index] = record
@@ -176,11 +180,13 @@ def publish(storage: Storage, staging: str, output: str, last: str = MANIFEST_NA
 
 @dataclass(frozen=True)
 class _ShardTask:
-    """Processes one shard and commits its files; picklable for process pools."""
+    """Processes one shard and commits its files; picklable for process pools. A shard the
+    screening refused commits its quarantine output instead of being processed."""
 
     stage: Stage
     storage: Storage
     staging: str
+    quarantine: dict[int, ShardOutput] = dataclasses.field(default_factory=dict)
 
     def __call__(self, item: tuple[int, ShardInput]) -> ShardRecord:
         index, shard = item
@@ -192,7 +198,11 @@ class _ShardTask:
             _PartWriter(self.storage, part, schema) as kept_part,
             _PartWriter(self.storage, posixpath.join(self.staging, DROPPED_DIR, name)) as dropped,
         ):
-            for out in self.stage.process_batches(shard, self.storage):
+            if index in self.quarantine:
+                outputs = [self.quarantine[index]]
+            else:
+                outputs = self.stage.process_batches(shard, self.storage)
+            for out in outputs:
                 kept_part.write(out.kept.select(schema.names).cast(schema))
                 dropped.write(out.dropped)
                 n_in += out.n_in
@@ -240,23 +250,36 @@ class _PartWriter:
         self.writer: pq.ParquetWriter | None = None
 
     def write(self, table: pa.Table) -> None:
-        if self.writer is None:
-            self.schema = self.schema or table.schema
-            self.writer = pq.ParquetWriter(
-                self.tmp, self.schema, filesystem=self.storage.fs, compression="zstd"
-            )
-        if table.num_rows:
-            self.writer.write_table(table.cast(self.schema))
+        with writing(self.path):  # a full disk is an error naming the part, not pyarrow's
+            if self.writer is None:
+                self.schema = self.schema or table.schema
+                self.writer = pq.ParquetWriter(
+                    self.tmp, self.schema, filesystem=self.storage.fs, compression="zstd"
+                )
+            if table.num_rows:
+                self.writer.write_table(table.cast(self.schema))
 
     def __enter__(self) -> _PartWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            if self.writer is not None:
-                self.writer.close()
+            self._abandon()
             return
-        if self.writer is None:  # no batch at all: an empty part with the stage's schema
-            self.write(pa.Table.from_pylist([], schema=self.schema or pa.schema([])))
-        self.writer.close()
-        self.storage.fs.move(self.tmp, self.path)
+        try:
+            if self.writer is None:  # no batch at all: an empty part with the stage's schema
+                self.write(pa.Table.from_pylist([], schema=self.schema or pa.schema([])))
+            with writing(self.path):
+                self.writer.close()
+                self.storage.fs.move(self.tmp, self.path)
+        except OSError:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """Close and delete the partial file of a failed write: the error to report is the
+        first one (closing on a full disk fails too), and the space goes back."""
+        if self.writer is not None:
+            with suppress(OSError):
+                self.writer.close()
+        self.storage.discard(self.tmp)

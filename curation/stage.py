@@ -70,6 +70,9 @@ class Stage(ABC):
     name: ClassVar[str]
     version: ClassVar[str]
     output_schema: ClassVar[pa.Schema]
+    # The columns a stage reading Parquet needs; the runner quarantines an input shard that
+    # lacks them (curation/screening.py). None: the input is raw files the stage parses.
+    input_schema: ClassVar[pa.Schema | None] = None
 
     def config(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)

@@ -275,6 +275,7 @@ class WikiRefFilter(Stage):
     output_schema: ClassVar[pa.Schema] = schema_with(
         [*LANGUAGE_FIELDS, *PERPLEXITY_FIELDS, WIKI_PROB_FIELD]
     )
+    input_schema: ClassVar[pa.Schema] = schema_with([*LANGUAGE_FIELDS, *PERPLEXITY_FIELDS])
 
     model: str
     threshold: float = 0.25

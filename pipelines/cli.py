@@ -14,8 +14,9 @@ import sys
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
-from curation.executor import LocalExecutor
+from curation.executor import LocalExecutor, ShardExecutor
 from curation.inputs import (
     ARCHIVE_SUFFIXES,
     WIKI_DUMP_SUFFIXES,
@@ -23,12 +24,12 @@ from curation.inputs import (
     archive_shards,
     file_shard,
     parquet_parts,
-    partition_shards,
 )
 from curation.manifest import Manifest
+from curation.progress import ProgressSink, ProgressUpdate
 from curation.runner import read_manifest, run_stage
 from curation.stage import ShardInput, Stage
-from curation.storage import Storage
+from curation.storage import OutputWriteError, Storage
 
 
 def _files(suffixes: tuple[str, ...]) -> Callable[[Storage, str], list[ShardInput]]:
@@ -60,19 +61,19 @@ def _stages() -> dict[str, tuple[type[Stage], Callable]]:
 
     return {
         CCDocuments.name: (CCDocuments, _files(ARCHIVE_SUFFIXES)),
-        LineDedup.name: (LineDedup, partition_shards),
-        LanguageId.name: (LanguageId, partition_shards),
-        Perplexity.name: (Perplexity, partition_shards),
-        WikiRefFilter.name: (WikiRefFilter, partition_shards),
-        ExactDedup.name: (ExactDedup, partition_shards),
-        C4Filter.name: (C4Filter, partition_shards),
+        LineDedup.name: (LineDedup, parquet_parts),
+        LanguageId.name: (LanguageId, parquet_parts),
+        Perplexity.name: (Perplexity, parquet_parts),
+        WikiRefFilter.name: (WikiRefFilter, parquet_parts),
+        ExactDedup.name: (ExactDedup, parquet_parts),
+        C4Filter.name: (C4Filter, parquet_parts),
         WikipediaText.name: (WikipediaText, _files(WIKI_DUMP_SUFFIXES)),
         github.GitHubFilter.name: (github.GitHubFilter, _files(github.SUFFIXES)),
         BooksClean.name: (BooksClean, book_shards),
         arxiv.ArxivClean.name: (arxiv.ArxivClean, _files(arxiv.SUFFIXES)),
         StackExchangeClean.name: (StackExchangeClean, site_shards),
-        MinHashSignatures.name: (MinHashSignatures, partition_shards),
-        Mixture.name: (Mixture, partition_shards),
+        MinHashSignatures.name: (MinHashSignatures, parquet_parts),
+        Mixture.name: (Mixture, parquet_parts),
     }
 
 
@@ -82,7 +83,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     storage = Storage("/")
     inputs = find_inputs(storage, os.path.abspath(args.input))
     output = os.path.abspath(args.output)
-    manifest = run_stage(stage, inputs, output, storage, LocalExecutor(args.workers), args.force)
+    manifest = run_stage(stage, inputs, output, storage, _executor(args), args.force, _bar())
     _print_summary(manifest, output)
     return 0
 
@@ -94,18 +95,18 @@ def cmd_deduplicated(args: argparse.Namespace) -> int:
     from curation.dedup_signatures import MinHashSignatures
     from curation.near_dedup import Deduplicated
 
-    storage, executor = Storage("/"), LocalExecutor(args.workers)
+    storage, executor = Storage("/"), _executor(args)
     output = os.path.abspath(args.output)
     groups = []
     for n, directory in enumerate(map(os.path.abspath, args.input)):
         name = f"{n:03d}-{os.path.basename(directory.rstrip('/'))}"
         signatures = os.path.join(f"{output}.signatures", name)
         inputs = parquet_parts(storage, directory)
-        run_stage(MinHashSignatures(), inputs, signatures, storage, executor, args.force)
+        run_stage(MinHashSignatures(), inputs, signatures, storage, executor, args.force, _bar())
         groups.append(CorpusGroup(name, directory, signatures))
     stage = Deduplicated(**{name: getattr(args, name) for name in _config_fields(Deduplicated)})
     inputs = corpus_inputs(storage, groups)
-    manifest = run_stage(stage, inputs, output, storage, executor, args.force)
+    manifest = run_stage(stage, inputs, output, storage, executor, args.force, _bar())
     _print_summary(manifest, output)
     return 0
 
@@ -120,7 +121,7 @@ def cmd_tokenizer(args: argparse.Namespace) -> int:
         os.path.abspath(args.output),
         Storage("/"),
         config,
-        LocalExecutor(args.workers),
+        _executor(args),
         args.force,
     )
     total = trained.fertility["total"]
@@ -140,7 +141,7 @@ def cmd_tokenized_shards(args: argparse.Namespace) -> int:
         os.path.abspath(args.tokenizer),
         os.path.abspath(args.output),
         Storage("/"),
-        LocalExecutor(args.workers),
+        _executor(args),
         config,
         force=args.force,
     )
@@ -245,7 +246,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from curation.inputs import parquet_parts
-    from training.evaluation_run import EvaluationConfig, evaluate_run, results_table
+    from training.evaluation_config import EvaluationConfig, results_table
+    from training.evaluation_run import evaluate_run
 
     mixture = [s.path for s in parquet_parts(Storage("/"), os.path.abspath(args.mixture))]
     config = EvaluationConfig(max_tokens=args.max_tokens, limit=args.limit)
@@ -321,6 +323,27 @@ def cmd_sample_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """The data root's partitions, then (with a Dagster instance) the crawls it knows that
+    have no output yet: a sensor-requested run that failed or has not started."""
+    from curation.status import partition_statuses, status_table
+
+    storage = Storage(args.root if "://" in args.root else os.path.abspath(args.root))
+    statuses = partition_statuses(storage, storage.path("stages"))
+    print(status_table(statuses) if statuses else f"nothing materialized under {args.root}")
+    if os.environ.get("DAGSTER_HOME"):
+        from dagster import DagsterInstance
+
+        from assets.partitions import crawls
+
+        with DagsterInstance.get() as instance:
+            known = instance.get_dynamic_partitions(crawls.name)
+        on_disk = {s.partition for s in statuses if s.asset == "cc_documents"}
+        waiting = [c for c in known if c not in on_disk]
+        print(f"\ncrawl partitions: {len(known)} registered; without documents: {waiting or '-'}")
+    return 0
+
+
 def cmd_crawls_add(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
@@ -335,6 +358,30 @@ def cmd_crawls_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _executor(args: argparse.Namespace) -> ShardExecutor:
+    """The shard map the options ask for: a process pool, or a Ray cluster."""
+    if args.executor == "ray":
+        from curation.ray_executor import RayExecutor
+
+        return RayExecutor(args.ray_address)
+    return LocalExecutor(args.workers)
+
+
+def _bar(stream: TextIO = sys.stderr) -> ProgressSink:
+    """A progress bar redrawn in place on a terminal; one line per update in a log file."""
+    interactive = stream.isatty()
+
+    def show(update: ProgressUpdate) -> None:
+        if interactive:
+            end = "\n" if update.shards_done == update.shards_total else ""
+            stream.write(f"\r{update.bar()}\x1b[K{end}")
+        else:
+            stream.write(update.line() + "\n")
+        stream.flush()
+
+    return show
+
+
 def _config_fields(cls: type[Stage]) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("config", True)}
 
@@ -347,6 +394,10 @@ def _add_common(parser: argparse.ArgumentParser, input_help: str, many: bool = F
     parser.add_argument("--input", required=True, nargs="+" if many else None, help=input_help)
     parser.add_argument("--output", required=True, help="directory to write")
     parser.add_argument("--workers", type=int, default=0, help="processes (0: every CPU)")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local")
+    parser.add_argument(
+        "--ray-address", default="auto", help='with --executor ray ("" starts a local Ray)'
+    )
     parser.add_argument("--force", action="store_true", help="recompute even if up to date")
 
 
@@ -406,7 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     stage = commands.add_parser("stage", help="run one curation stage on local files")
     stages = stage.add_subparsers(dest="name", required=True)
     for cls, find_inputs in _stages().values():
-        source = "partition directory" if find_inputs is partition_shards else "file or directory"
+        source = "a partition or any directory of contract Parquet"
+        if find_inputs is not parquet_parts:
+            source = "file or directory"
         _add_stage_parser(stages, cls, f"input: {source}")
     from curation.near_dedup import Deduplicated
 
@@ -439,6 +492,16 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="summarize finished partitions from their manifests")
     show.add_argument("partitions", nargs="+", help="partition directories")
     show.set_defaults(func=cmd_show)
+
+    status = commands.add_parser(
+        "status", help="which partitions of which assets are materialized, with their counts"
+    )
+    status.add_argument(
+        "--root",
+        default=os.environ.get("LLAMAPIPE_DATA_ROOT", "data"),
+        help="the data root (default: $LLAMAPIPE_DATA_ROOT or ./data)",
+    )
+    status.set_defaults(func=cmd_status)
 
     sample = commands.add_parser("sample", help="the embedded sample world")
     sample_commands = sample.add_subparsers(dest="sample_command", required=True)
@@ -499,6 +562,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingInput as exc:
         print(f"llamapipe: error: {exc}", file=sys.stderr)
         return 2
+    except OutputWriteError as exc:  # disk full, read-only: the path and why, no traceback
+        print(f"llamapipe: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

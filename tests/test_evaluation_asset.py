@@ -24,7 +24,7 @@ from curation.runner import run_stage
 from curation.token_shards import write_token_shards
 from curation.tokenizer import TokenizerConfig, train_tokenizer
 from training.config import TrainConfig
-from training.evaluation_run import results_table
+from training.evaluation_config import results_table
 from training.train import main as train_main
 
 pytestmark = pytest.mark.slow

@@ -332,7 +332,7 @@ class GitHubFilter(Stage):
         reasons = _with_duplicates(
             table.column("reason").to_pylist(), first_occurrences(storage, self.workdir, shard)
         )
-        keep = pa.array([r is None for r in reasons])
+        keep = pa.array([r is None for r in reasons], pa.bool_())
         documents = table.drop_columns(["reason"])
         kept, dropped = documents.filter(keep), documents.filter(pc.invert(keep))
         drop_reasons = [r for r in reasons if r is not None]

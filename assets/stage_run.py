@@ -151,7 +151,8 @@ def stage_metadata(manifest: Manifest, output: str, seconds: float | None) -> di
         metadata["seconds"] = round(seconds, 2)
         metadata["docs_per_second"] = round(manifest.n_in / seconds, 1)
     for name, hist in manifest.histograms.items():
-        metadata[name] = MetadataValue.md(histogram_table(hist, name))
+        key = f"{name}_histogram" if name in metadata else name  # never hide a count
+        metadata[key] = MetadataValue.md(histogram_table(hist, name))
     return metadata
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
 from assets.checks import stage_check_specs
+from assets.crawl_segments import crawl_segments
 from assets.ground_truth import BOILERPLATE_REMOVED, boilerplate_removed
 from assets.partitions import crawls
 from assets.resources import DataRoot, ShardExecutorResource
@@ -44,6 +45,7 @@ class LanguageConfig(Config):
 @asset(
     partitions_def=crawls,
     group_name=GROUP,
+    deps=[crawl_segments],
     check_specs=stage_check_specs(CCDocuments.name),
     code_version=CCDocuments.version,
     kinds={"parquet"},

@@ -1,6 +1,13 @@
 """The Dagster code location: `defs` is what `workspace.yaml` loads."""
 
-from dagster import Definitions, load_assets_from_modules, multiprocess_executor
+import os
+
+from dagster import (
+    Definitions,
+    in_process_executor,
+    load_assets_from_modules,
+    multiprocess_executor,
+)
 
 from assets import (
     c4,
@@ -15,15 +22,24 @@ from assets import (
 )
 from curation.executor import available_cpus
 from pipelines.jobs import JOBS
+from pipelines.new_crawls import CRAWL_SOURCE, SCHEDULES, SENSORS, with_retraining
 from pipelines.resources import RESOURCES
 
 defs = Definitions(
-    assets=load_assets_from_modules(
-        [commoncrawl, quality, c4, reference, sources, corpus, tokens, training, evaluation]
+    assets=with_retraining(
+        load_assets_from_modules(
+            [commoncrawl, quality, c4, reference, sources, corpus, tokens, training, evaluation]
+        )
     ),
     jobs=JOBS,
-    resources=RESOURCES,
+    sensors=SENSORS,
+    schedules=SCHEDULES,
+    resources={**RESOURCES, "crawl_source": CRAWL_SOURCE},
     # The multiprocess executor sizes itself from the host's cores, not the container's
-    # quota; say how many steps may run at once.
-    executor=multiprocess_executor.configured({"max_concurrent": available_cpus()}),
+    # quota; say how many steps may run at once. LLAMAPIPE_STEP_EXECUTOR=in_process runs a
+    # run's steps in its one process instead (no code-location import per step: small
+    # machines, the daemon test); the shard maps inside a step still use every core.
+    executor=in_process_executor
+    if os.environ.get("LLAMAPIPE_STEP_EXECUTOR") == "in_process"
+    else multiprocess_executor.configured({"max_concurrent": available_cpus()}),
 )

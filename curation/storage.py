@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -17,6 +19,30 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 _CHUNK = 1 << 20
+
+
+class OutputWriteError(OSError):
+    """Output could not be written (disk full, read-only filesystem, no permission): the
+    path and the reason in one line, in place of an error from deep inside pyarrow that may
+    not name the file (its ENOSPC says only "Error writing bytes to file").
+
+    An OSError with `errno`, `strerror` and `filename` set, so it pickles back from a worker
+    process and `except OSError` handlers keep working."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
+@contextmanager
+def writing(path: str) -> Iterator[None]:
+    """Turn an OSError raised while writing `path` into an OutputWriteError naming it."""
+    try:
+        yield
+    except OutputWriteError:
+        raise
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OutputWriteError(exc.errno or 0, reason, path) from exc
 
 
 @dataclass(frozen=True)
@@ -75,22 +101,35 @@ class Storage:
         return sorted(i.path for i in infos if i.type == pafs.FileType.Directory)
 
     def makedirs(self, path: str) -> None:
-        self.fs.create_dir(path, recursive=True)
+        with writing(path):
+            self.fs.create_dir(path, recursive=True)
 
     def remove_tree(self, path: str) -> None:
         if self.exists(path):
-            self.fs.delete_dir(path)
+            with writing(path):
+                self.fs.delete_dir(path)
 
     def read_bytes(self, path: str) -> bytes:
         with self.fs.open_input_stream(path, compression=None) as f:
             return f.read()
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        """Write beside the target and move into place, so readers never see half a file."""
+        """Write beside the target and move into place, so readers never see half a file.
+        A failed write removes its partial file (on a full disk it holds the space)."""
         tmp = f"{path}.tmp-{os.getpid()}"
-        with self.fs.open_output_stream(tmp, compression=None) as f:
-            f.write(data)
-        self.fs.move(tmp, path)
+        with writing(path):
+            try:
+                with self.fs.open_output_stream(tmp, compression=None) as f:
+                    f.write(data)
+            except OSError:
+                self.discard(tmp)
+                raise
+            self.fs.move(tmp, path)
+
+    def discard(self, path: str) -> None:
+        """Delete a file if it is there; for cleaning up after a failure, so never raises."""
+        with suppress(OSError):
+            self.fs.delete_file(path)
 
     def copy_tree(self, source: str, target: str, last: str) -> None:
         """Copy every file of `source` to `target`, the file named `last` after all others."""

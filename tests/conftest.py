@@ -32,3 +32,17 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("reliability")
         for line in LEDGER.summary():
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def sample_documents(sample_world, tmp_path_factory) -> Path:
+    """`cc_documents` of the sample crawl (8 WET shards) through the CLI's defaults, made once:
+    the uninterrupted run a killed one must match byte for byte, and input for later stages.
+    Tests read it; a test that writes copies it first."""
+    from pipelines.cli import main
+
+    output = tmp_path_factory.mktemp("sample_documents") / "docs"
+    wet = sample_world / "crawls" / "sample" / "wet"
+    argv = ["stage", "cc_documents", "--crawl", "sample", "--input", str(wet), "--workers", "1"]
+    assert main([*argv, "--output", str(output)]) == 0
+    return output

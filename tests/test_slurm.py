@@ -247,7 +247,7 @@ print("success:", result.success, flush=True)
 """
 
 
-def test_interrupting_the_run_cancels_the_slurm_job(slurm, data_root, tmp_path):
+def test_interrupting_the_run_cancels_the_slurm_job(slurm, data_root, tmp_path, ledger):
     """Ctrl-C in the Dagster process (what terminating a run does to the step) scancels the
     job; the trainer gets SIGTERM and leaves a checkpoint to resume from."""
     run_dir = Path(data_root.stage_dir("pretrain", "all")) / "runs" / "cancel"
@@ -266,6 +266,7 @@ def test_interrupting_the_run_cancels_the_slurm_job(slurm, data_root, tmp_path):
         (job_id,) = _active_jobs()
         assert _job_state(job_id) == "RUNNING"
         child.send_signal(signal.SIGINT)
+        ledger.fault("slurm_cancel")
         assert child.wait(60) == 0
     finally:
         if child.poll() is None:

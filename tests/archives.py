@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import io
+import tarfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,3 +133,19 @@ def annotated_shard(path: Path, texts: list[str], schema: pa.Schema) -> ShardInp
     }
     pq.write_table(pa.table(columns, schema=schema), path)
     return ShardInput(path.stem, str(path), f"fp-{path.stem}", path.stat().st_size)
+
+
+def tar_member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = ""):
+    """A tar member (any type, any name: `../x`, links out of the tree) and its bytes."""
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size, info.mtime = kind, link, len(data), 0
+    return info, data
+
+
+def tar_gz(*members) -> bytes:
+    """A gzipped tarball of `tar_member`s, written as given (no path checks)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    return gzip.compress(out.getvalue(), mtime=0)

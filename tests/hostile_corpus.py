@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from archives import Page, html_page, warc_bytes
+from archives import Page, html_page, tar_gz, tar_member, warc_bytes
 
 GOOD_TEXT = (
     "The package manager resolves dependencies before it installs anything, and it refuses "
@@ -46,7 +46,7 @@ class HostileSet:
 # --- Common Crawl archives ------------------------------------------------------------------
 
 
-def _gzip_member(data: bytes) -> bytes:
+def _gziptar_member(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 
 
@@ -61,7 +61,7 @@ def _warc_record(url: str, body: bytes, content_length: int | None = None) -> by
         f"WARC-Target-URI: {url}\r\nContent-Type: application/http; msgtype=response\r\n"
         f"Content-Length: {length}\r\n\r\n"
     ).encode()
-    return _gzip_member(head + http + b"\r\n\r\n")
+    return _gziptar_member(head + http + b"\r\n\r\n")
 
 
 def _page(url: str, html: str | bytes) -> Page:
@@ -176,39 +176,25 @@ def stackexchange_set(sample: Path) -> HostileSet:
 PREAMBLE = "\\documentclass{article}\n\\begin{document}\n"
 
 
-def _member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = ""):
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname, info.size, info.mtime = kind, link, len(data), 0
-    return info, data
-
-
-def _tarball(*members) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if data else None)
-    return gzip.compress(out.getvalue(), mtime=0)
-
-
 def arxiv_set(sample: Path) -> HostileSet:
     good_tex = (PREAMBLE + "\\section{Intro}\nGood paper.\n\\end{document}\n").encode()
-    main = _member("main.tex", good_tex)
+    main = tar_member("main.tex", good_tex)
     recursive = (PREAMBLE + "\\def\\a{\\a}\n\\section{Loop}\n\\a\n\\end{document}\n").encode()
     unbalanced = (PREAMBLE + "\\section{Open}\n\\textbf{never closed " * 50).encode()
     good = {name: sample / "arxiv" / name for name in ["2301.00001.tar.gz", "2301.00002.tar.gz"]}
     hostile = {
         "9901.00001.tar.gz": Hostile(
-            _tarball(main, _member("../evil.tex", b"x")), {"unsafe_member": 1}
+            tar_gz(main, tar_member("../evil.tex", b"x")), {"unsafe_member": 1}
         ),
         "9901.00002.tar.gz": Hostile(
-            _tarball(main, _member("/etc/evil.tex", b"x")), {"unsafe_member": 1}
+            tar_gz(main, tar_member("/etc/evil.tex", b"x")), {"unsafe_member": 1}
         ),
         "9901.00003.tar.gz": Hostile(
-            _tarball(main, _member("l.tex", kind=tarfile.SYMTYPE, link="../../etc/passwd")),
+            tar_gz(main, tar_member("l.tex", kind=tarfile.SYMTYPE, link="../../etc/passwd")),
             {"unsafe_member": 1},
         ),
         "9901.00004.tar.gz": Hostile(
-            _tarball(main, _member("h.tex", kind=tarfile.LNKTYPE, link="/etc/passwd")),
+            tar_gz(main, tar_member("h.tex", kind=tarfile.LNKTYPE, link="/etc/passwd")),
             {"unsafe_member": 1},
         ),
         # 200 MB of zeros in a 200 KB archive: stops at the unpacked-size limit.
@@ -216,10 +202,10 @@ def arxiv_set(sample: Path) -> HostileSet:
             gzip.compress(b"\0" * 200_000_000, 9, mtime=0), {"archive_too_large": 1}
         ),
         "9901.00006.tar.gz": Hostile(
-            _tarball(_member("main.tex", recursive)), {"macro_expansion_limit": 1}
+            tar_gz(tar_member("main.tex", recursive)), {"macro_expansion_limit": 1}
         ),
-        "9901.00007.tar.gz": Hostile(_tarball(_member("main.tex", unbalanced)), {}, kept=1),
-        "9901.00008.tar.gz": Hostile(_tarball(main)[:50], {"corrupt_gzip": 1}),
+        "9901.00007.tar.gz": Hostile(tar_gz(tar_member("main.tex", unbalanced)), {}, kept=1),
+        "9901.00008.tar.gz": Hostile(tar_gz(main)[:50], {"corrupt_gzip": 1}),
         "9901.00009.tar.gz": Hostile(b"", {"not_gzip": 1}),
     }
     return HostileSet("arxiv", good, hostile)

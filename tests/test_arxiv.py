@@ -1,5 +1,4 @@
 import gzip
-import io
 import json
 import os
 import tarfile
@@ -7,6 +6,7 @@ import tarfile
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from archives import tar_gz, tar_member
 from conftest import REPO
 
 from curation.documents import document_id
@@ -134,52 +134,38 @@ def test_input_nesting_is_limited():
     assert meta["inputs_unresolved"] == ["three (too_deep)"]
 
 
-def member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = ""):
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname, info.size = kind, link, len(data)
-    return info, data
-
-
-def archive(*members) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if data else None)
-    return gzip.compress(out.getvalue(), mtime=0)
-
-
 GOOD_TEX = (PREAMBLE + "\\section{Intro}\nGood paper.\n\\end{document}\n").encode()
-GOOD = member("main.tex", GOOD_TEX)
+GOOD = tar_member("main.tex", GOOD_TEX)
 HOSTILE = {
-    "traversal.tar.gz": (archive(GOOD, member("../evil.tex", b"x")), "unsafe_member"),
-    "absolute.tar.gz": (archive(GOOD, member("/etc/evil.tex", b"x")), "unsafe_member"),
+    "traversal.tar.gz": (tar_gz(GOOD, tar_member("../evil.tex", b"x")), "unsafe_member"),
+    "absolute.tar.gz": (tar_gz(GOOD, tar_member("/etc/evil.tex", b"x")), "unsafe_member"),
     "symlink.tar.gz": (
-        archive(GOOD, member("a/l.tex", kind=tarfile.SYMTYPE, link="../../x")),
+        tar_gz(GOOD, tar_member("a/l.tex", kind=tarfile.SYMTYPE, link="../../x")),
         "unsafe_member",
     ),
     "hardlink.tar.gz": (
-        archive(GOOD, member("l.tex", kind=tarfile.LNKTYPE, link="../x")),
+        tar_gz(GOOD, tar_member("l.tex", kind=tarfile.LNKTYPE, link="../x")),
         "unsafe_member",
     ),
-    "fifo.tar.gz": (archive(GOOD, member("f", kind=tarfile.FIFOTYPE)), "unsafe_member"),
-    "big.tar.gz": (archive(GOOD, member("big.tex", b" " * 5000)), "member_too_large"),
+    "fifo.tar.gz": (tar_gz(GOOD, tar_member("f", kind=tarfile.FIFOTYPE)), "unsafe_member"),
+    "big.tar.gz": (tar_gz(GOOD, tar_member("big.tex", b" " * 5000)), "member_too_large"),
     "bomb.tar.gz": (
-        archive(GOOD, *[member(f"{i}.tex", b" " * 4000) for i in range(7)]),
+        tar_gz(GOOD, *[tar_member(f"{i}.tex", b" " * 4000) for i in range(7)]),
         "archive_too_large",
     ),
-    "many.tar.gz": (archive(*[member(f"{i}.sty", b"%") for i in range(12)]), "too_many_members"),
+    "many.tar.gz": (tar_gz(*[tar_member(f"{i}.sty", b"%") for i in range(12)]), "too_many_members"),
     "pdf.tar.gz": (b"%PDF-1.4\n", "not_gzip"),
-    "truncated.tar.gz": (archive(GOOD)[:60], "corrupt_gzip"),
-    "nomain.tar.gz": (archive(member("a.tex", b"\\section{A} text")), "no_main_tex"),
+    "truncated.tar.gz": (tar_gz(GOOD)[:60], "corrupt_gzip"),
+    "nomain.tar.gz": (tar_gz(tar_member("a.tex", b"\\section{A} text")), "no_main_tex"),
     "nosection.gz": (gzip.compress(PREAMBLE.encode() + b"words", mtime=0), "no_section"),
-    "empty.tar.gz": (archive(member("m.tex", PREAMBLE.encode() + b"\\section*{}")), None),
+    "empty.tar.gz": (tar_gz(tar_member("m.tex", PREAMBLE.encode() + b"\\section*{}")), None),
 }
 
 
 def test_hostile_archives_are_quarantined_and_good_papers_kept(storage, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    names = {"2301.00001.tar.gz": archive(GOOD, member("fig.png", b"\x89PNG"))}
+    names = {"2301.00001.tar.gz": tar_gz(GOOD, tar_member("fig.png", b"\x89PNG"))}
     names["2301.00002.gz"] = gzip.compress(GOOD_TEX, mtime=0)  # a single gzipped .tex
     names.update({name: data for name, (data, _) in HOSTILE.items()})
     for name, data in names.items():

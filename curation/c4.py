@@ -48,6 +48,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.documents import drop_rows
@@ -135,6 +136,11 @@ def bad_words_pattern(words: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 SOURCE = "c4"
+
+
+_CLEANED_SCHEMA = pa.schema(
+    [("text", pa.string()), ("reason", pa.string()), ("n_spans", pa.int64())]
+)
 
 
 @dataclass(frozen=True)
@@ -245,7 +251,8 @@ class C4Filter(Stage):
             hashes.append(span_hashes(sentences, self.span_sentences))
         histograms = {"lines": lines, "line_examples": dict(examples.most_common(_EXAMPLES))}
         cleaned_table = pa.table(
-            {"text": texts, "reason": reasons, "n_spans": [len(h) for h in hashes]}
+            {"text": texts, "reason": reasons, "n_spans": [len(h) for h in hashes]},
+            schema=_CLEANED_SCHEMA,  # typed: a shard may have no rows
         ).replace_schema_metadata({"histograms": json.dumps(histograms)})
         pq.write_table(cleaned_table, _cleaned_path(workdir, shard), filesystem=storage.fs)
         return np.concatenate(hashes) if hashes else np.array([], dtype=np.uint64)
@@ -307,10 +314,14 @@ def _shard_output(
 ) -> ShardOutput:
     """Kept rows with their cleaned text; dropped rows as they came in, with their reason."""
     keep = pa.array([not r for r in reasons], pa.bool_())
-    dropped = table.filter(pa.array([bool(r) for r in reasons]))
+    dropped = table.filter(pc.invert(keep))
     cleaned = table.set_column(
         table.schema.get_field_index("text"), "text", pa.array(texts, pa.string())
-    ).set_column(table.schema.get_field_index("source"), "source", pa.array([SOURCE] * len(texts)))
+    ).set_column(
+        table.schema.get_field_index("source"),
+        "source",
+        pa.array([SOURCE] * len(texts), pa.string()),
+    )
     return ShardOutput(
         n_in=table.num_rows,
         kept=cleaned.filter(keep),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from archives import Page, html_page, tar_gz, tar_member, warc_bytes
+from archives import FRENCH, Page, html_page, tar_gz, tar_member, warc_bytes
 
 GOOD_TEXT = (
     "The package manager resolves dependencies before it installs anything, and it refuses "
@@ -230,6 +230,23 @@ def github_set(sample: Path) -> HostileSet:
         "empty.jsonl": Hostile(b"", {}),
     }
     return HostileSet("github", good, hostile)
+
+
+def books_set(sample: Path) -> HostileSet:
+    """Gutenberg and Books3 text files: encodings, binary, empty, one endless line."""
+    good = {
+        f"gutenberg/{name}": sample / "books" / "gutenberg" / name
+        for name in ["pg14832.txt", "pg16214.txt"]
+    }
+    words = (GOOD_TEXT + " ") * 400
+    hostile = {
+        "gutenberg/pg99001.txt": Hostile(b"\xff\xfe\x00\xd8" * 5000, {"invalid_encoding": 1}),
+        "books3/binary.txt": Hostile(bytes(range(256)) * 200, {"invalid_encoding": 1}),
+        "books3/empty.txt": Hostile(b"", {"empty_book": 1}),
+        "books3/one-line.txt": Hostile(words.encode(), {}, kept=1),
+        "books3/nul.txt": Hostile(((FRENCH + "\x00 ") * 400).encode(), {}, kept=1),
+    }
+    return HostileSet("books", good, hostile)
 
 
 # --- Parquet inputs of the later stages -----------------------------------------------------

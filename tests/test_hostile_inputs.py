@@ -25,6 +25,7 @@ import pytest
 from hostile_corpus import (
     HostileSet,
     arxiv_set,
+    books_set,
     commoncrawl_set,
     github_set,
     parquet_set,
@@ -110,6 +111,7 @@ RAW_SETS = {
     "wikipedia": wikipedia_set,
     "stackexchange": stackexchange_set,
     "arxiv": arxiv_set,
+    "books": books_set,
     "github": github_set,
 }
 
@@ -119,22 +121,42 @@ def test_raw_inputs(name, sample_world, tmp_path, ledger):
     check(RAW_SETS[name](sample_world), tmp_path, ledger)
 
 
-@pytest.fixture(scope="module")
-def documents(sample_world, tmp_path_factory) -> dict[str, Path]:
-    """Real contract Parquet: the documents of one sample WET archive."""
-    root = tmp_path_factory.mktemp("documents")
-    wet = sample_world / "crawls" / "sample" / "wet"
-    output = root / "cc_documents"
+def llamapipe_stage(stage: str, source: Path, output: Path, *options: str) -> dict[str, Path]:
     subprocess.run(
-        [LLAMAPIPE, "stage", "cc_documents", "--input", wet / "CC-SAMPLE-00000.warc.wet.gz",
-         "--output", output, "--workers", "1", "--crawl", "sample"],
+        [LLAMAPIPE, "stage", stage, "--input", source, "--output", output, "--workers", "1",
+         *options],
         check=True, capture_output=True, timeout=600,
     )  # fmt: skip
     return {"part-00000.parquet": output / "part-00000.parquet"}
 
 
-@pytest.mark.parametrize(
-    "stage", ["cc_line_dedup", "cc_language", "dedup_signatures", "mixture", "deduplicated"]
-)
-def test_parquet_inputs(stage, documents, tmp_path, ledger):
-    check(parquet_set(stage, documents), tmp_path, ledger)
+@pytest.fixture(scope="module")
+def documents(sample_world, tmp_path_factory) -> dict[str, Path]:
+    """Real contract Parquet: the documents of one sample WET archive."""
+    wet = sample_world / "crawls" / "sample" / "wet" / "CC-SAMPLE-00000.warc.wet.gz"
+    output = tmp_path_factory.mktemp("documents") / "cc_documents"
+    return llamapipe_stage("cc_documents", wet, output, "--crawl", "sample")
+
+
+@pytest.fixture(scope="module")
+def languages(documents, tmp_path_factory) -> dict[str, Path]:
+    """The same documents with their language: what C4's filter reads."""
+    output = tmp_path_factory.mktemp("languages") / "cc_language"
+    return llamapipe_stage("cc_language", documents["part-00000.parquet"].parent, output)
+
+
+# Each Parquet stage and the fixture holding real input of the schema it reads.
+PARQUET_STAGES = {
+    "cc_line_dedup": "documents",
+    "cc_language": "documents",
+    "dedup_signatures": "documents",
+    "mixture": "documents",
+    "deduplicated": "documents",
+    "c4": "languages",
+}
+
+
+@pytest.mark.parametrize("stage", sorted(PARQUET_STAGES))
+def test_parquet_inputs(stage, request, tmp_path, ledger):
+    good = request.getfixturevalue(PARQUET_STAGES[stage])
+    check(parquet_set(stage, good), tmp_path, ledger)

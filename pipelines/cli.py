@@ -358,6 +358,16 @@ def cmd_crawls_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crawl_id(value: str) -> str:
+    """A crawl id becomes a directory name under the data root: refuse an unsafe one."""
+    from curation.crawl_index import CrawlIndexError, validate_crawl_id
+
+    try:
+        return validate_crawl_id(value)
+    except CrawlIndexError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _executor(args: argparse.Namespace) -> ShardExecutor:
     """The shard map the options ask for: a process pool, or a Ray cluster."""
     if args.executor == "ray":
@@ -550,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     crawls = commands.add_parser("crawls", help="crawl partitions of the Dagster instance")
     crawls_commands = crawls.add_subparsers(dest="crawls_command", required=True)
     add = crawls_commands.add_parser("add", help="register crawl ids as partitions")
-    add.add_argument("crawls", nargs="+")
+    add.add_argument("crawls", nargs="+", type=_crawl_id)
     add.set_defaults(func=cmd_crawls_add)
     return parser
 

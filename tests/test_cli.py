@@ -1,6 +1,7 @@
 """`llamapipe` runs the stages without Dagster, and says clearly what is wrong."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,19 @@ def test_dedup_tokenizer_and_shards_on_plain_parquet_directories(tmp_path):
     )  # fmt: skip
     assert shards.returncode == 0, shards.stderr
     assert f"train: {len(kept)} documents" in shards.stdout
+
+
+def test_an_unsafe_crawl_id_is_refused_before_the_instance_is_touched(tmp_path):
+    """A crawl id becomes `stages/<asset>/<crawl>/`: `../x` must never become a partition."""
+    home = tmp_path / "home"
+    home.mkdir()
+    result = subprocess.run(
+        [LLAMAPIPE, "crawls", "add", "CC-MAIN-2024-10", "../etc"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+    )
+    assert result.returncode == 2
+    assert "unsafe crawl id '../etc'" in result.stderr
+    assert list(home.iterdir()) == []  # no instance storage was created

@@ -79,7 +79,9 @@ class RayNode:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+                # HOME in the cluster's temp dir: a `~/.ray/auth_token` that an earlier local
+                # `ray.init()` left would make the GCS demand a token nobody here holds.
+                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": temp_dir},
             )
 
     def wait_started(self, timeout: float = 120) -> None:

@@ -25,6 +25,7 @@ from dagster import (
 from assets.corpus import PARTITION
 from assets.launchers import TrainingLauncher
 from assets.resources import DataRoot
+from assets.training import POOL
 from curation.inputs import partition_shards
 from training.evaluation_config import (
     OFFLINE_TASKS,
@@ -104,6 +105,7 @@ def _previous(context: AssetExecutionContext) -> dict:
 @asset(
     group_name=GROUP,
     deps=["pretrain", "tokenized_shards", "mixture"],
+    pool=POOL,  # with `runner: launcher` it holds the accelerators, as training does
     check_specs=[AssetCheckSpec(BEATS_UNTRAINED, asset="evaluation")],
     kinds={"pytorch"},
 )

@@ -511,6 +511,7 @@ def test_progress_lines_are_recognized():
 def test_pretrain_is_in_the_gpu_pool_after_the_token_shards():
     assets_def = defs.resolve_assets_def("pretrain")
     assert assets_def.op.pool == "gpu"
+    assert defs.resolve_assets_def("evaluation").op.pool == "gpu"
     assert AssetKey("tokenized_shards") in assets_def.dependency_keys
     job = defs.resolve_job_def("train")
     assert set(job.graph.node_dict) == {"pretrain", "evaluation", "hf_export"}

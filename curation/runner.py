@@ -105,8 +105,10 @@ def run_stage(
     todo = [(i, shard) for i, shard in enumerate(inputs) if i not in records]
     summary_path = posixpath.join(staging, _SUMMARY_FILE)
     if todo:
-        quarantine = {i: q for i, shard in todo if (q := screen(stage, shard, storage))}
-        readable = [shard for i, shard in enumerate(inputs) if i not in quarantine]
+        # Every input, not only those left to do: a resumed global pass reads them all.
+        screened = [screen(stage, shard, storage) for shard in inputs]
+        quarantine = {i: q for i, q in enumerate(screened) if q is not None}
+        readable = [shard for shard, q in zip(inputs, screened, strict=True) if q is None]
         prepared = stage.prepare(readable, storage, posixpath.join(staging, _PREPARE_DIR), executor)
         storage.write_bytes(summary_path, json.dumps(prepared.summary()).encode())
         task = _ShardTask(prepared, storage, staging, quarantine)

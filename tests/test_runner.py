@@ -139,3 +139,34 @@ def test_object_store_roots_publish_by_copy_with_the_manifest(tmp_path):
     assert storage.list_files(out, ".parquet") == parts
     assert not storage.exists(staging_path(out))
     assert manifest.kept == pq.read_table(f"{out}", filesystem=storage.fs).num_rows
+
+
+@dataclass(frozen=True)
+class ReadsEverything(Recording):
+    """A stage whose global pass reads every input it is given, as line dedup's does."""
+
+    input_schema: ClassVar[pa.Schema] = DOCUMENT_SCHEMA
+
+    def prepare(self, inputs, storage, workdir, executor):
+        for shard in inputs:
+            pq.read_table(shard.path, filesystem=storage.fs)
+        return self
+
+
+def test_an_unreadable_input_is_quarantined_and_stays_out_of_a_resumed_global_pass(
+    storage, tmp_path
+):
+    shards = make_shards(storage, str(tmp_path / "in"), 3)
+    empty = tmp_path / "in" / "in-3.parquet"
+    empty.write_bytes(b"")
+    shards.append(ShardInput("in-3.parquet", str(empty), "fp3", 0))
+    marker, out = tmp_path / "fail", str(tmp_path / "out")
+    marker.write_text("in-1.parquet")
+    stage = ReadsEverything(log=str(tmp_path / "log"), fail_marker=str(marker))
+    with pytest.raises(RuntimeError, match="injected"):  # the quarantine row is committed
+        run_stage(stage, shards, out, storage)
+    marker.unlink()
+    manifest = run_stage(stage, shards, out, storage)  # resumed: its pass must skip the file
+    (quarantined,) = pq.read_table(f"{out}/_dropped/part-00003.parquet").to_pylist()
+    assert (quarantined["id"], quarantined["reason"]) == ("in-3.parquet", "unreadable_parquet")
+    assert manifest.n_in == 15 + 1 and manifest.shards[3].dropped == {"unreadable_parquet": 1}

@@ -1,3 +1,5 @@
+import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -6,6 +8,18 @@ from reliability import LEDGER, Ledger
 from curation.storage import Storage
 
 REPO = Path(__file__).resolve().parents[1]
+REQUIRE_ALL = "LLAMAPIPE_REQUIRE_ALL"
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip the test when the machine lacks a capability it needs (root, a tmpfs mount, Slurm):
+    the one way a test here may skip. With LLAMAPIPE_REQUIRE_ALL=1 (CI sets it) the test fails
+    instead, so a green CI run means every test ran, not that some quietly did not."""
+    if available:
+        return
+    if os.environ.get(REQUIRE_ALL) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ALL}=1: every test must run)", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -32,6 +46,14 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("reliability")
         for line in LEDGER.summary():
             terminalreporter.write_line(line)
+    # Printed even at 0, so every log says how many tests did not run, and why. A skip report's
+    # longrepr is (path, line, "Skipped: reason").
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons = Counter(report.longrepr[2].removeprefix("Skipped: ") for report in skipped)
+    terminalreporter.section("skipped")
+    terminalreporter.write_line(f"skipped: {len(skipped)}")
+    for reason, n in sorted(reasons.items()):
+        terminalreporter.write_line(f"{n:5d}  {reason}")
 
 
 @pytest.fixture(scope="session")

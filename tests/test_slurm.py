@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, require
 from dagster import DagsterInstance, materialize
 from test_pretrain_asset import TRAIN, build_shards
 
@@ -29,14 +29,7 @@ from assets.resources import DataRoot
 from assets.training import LOSS_DECREASED, pretrain
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        any(shutil.which(d) is None and not Path("/usr/sbin", d).exists() for d in DAEMONS),
-        reason="needs Slurm and munge: bash scripts/install_system_deps.sh",
-    ),
-    pytest.mark.skipif(os.geteuid() != 0, reason="slurmd must run as root to start jobs"),
-]
+pytestmark = pytest.mark.slow
 
 
 @dataclass(frozen=True)
@@ -127,6 +120,10 @@ def _job_state(job_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory) -> Iterator[Cluster]:
+    missing = [d for d in DAEMONS if shutil.which(d) is None and not Path("/usr/sbin", d).exists()]
+    install = "bash scripts/install_system_deps.sh"
+    require(not missing, f"needs Slurm and munge ({', '.join(missing)} missing): {install}")
+    require(os.geteuid() == 0, "slurmd must run as root to start jobs")
     root = tmp_path_factory.mktemp("slurm")
     for name in ("munge", "state", "spool", "log"):
         (root / name).mkdir(mode=0o700)

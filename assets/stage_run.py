@@ -147,6 +147,8 @@ def stage_metadata(manifest: Manifest, output: str, seconds: float | None) -> di
         "fingerprint": manifest.fingerprint,
         "config": MetadataValue.json(manifest.config),
     }
+    if manifest.quarantined:
+        metadata["quarantined"] = MetadataValue.md(quarantine_table(manifest))
     if seconds:
         metadata["seconds"] = round(seconds, 2)
         metadata["docs_per_second"] = round(manifest.n_in / seconds, 1)
@@ -154,6 +156,16 @@ def stage_metadata(manifest: Manifest, output: str, seconds: float | None) -> di
         key = f"{name}_histogram" if name in metadata else name  # never hide a count
         metadata[key] = MetadataValue.md(histogram_table(hist, name))
     return metadata
+
+
+def quarantine_table(manifest: Manifest) -> str:
+    """The input shards quarantined whole, with why: a markdown table."""
+    rows = ["| input | reason | detail |", "|---|---|---|"]
+    for shard in manifest.quarantined:
+        why = shard.quarantined
+        detail = why["detail"].replace("|", "\\|")
+        rows.append(f"| {shard.input} | {why['reason']} | {detail} |")
+    return "\n".join(rows)
 
 
 def dropped_examples(storage: Storage, output: str, manifest: Manifest, per_reason: int = 2) -> str:

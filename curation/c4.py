@@ -54,6 +54,7 @@ import pyarrow.parquet as pq
 from curation.documents import drop_rows
 from curation.exact_dedup import first_occurrence_pass, first_occurrences
 from curation.langid import LanguageId
+from curation.screening import read_shard
 from curation.stage import ShardInput, ShardOutput, Stage, state_field
 from curation.storage import Storage
 
@@ -238,7 +239,7 @@ class C4Filter(Stage):
     def shard_keys(self, shard: ShardInput, storage: Storage, workdir: str) -> np.ndarray:
         """Map step of the global pass: clean every page of the shard (saved for `process`)
         and return the hashes of the spans of the pages that passed, in row and span order."""
-        table = pq.read_table(shard.path, filesystem=storage.fs, columns=["text", "language"])
+        table = read_shard(self, shard, storage, ["text", "language"])
         lines, examples = Counter(), Counter()
         texts, reasons, hashes = [], [], []
         for text, language in zip(
@@ -258,7 +259,7 @@ class C4Filter(Stage):
         return np.concatenate(hashes) if hashes else np.array([], dtype=np.uint64)
 
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
-        table = pq.read_table(shard.path, filesystem=storage.fs)
+        table = read_shard(self, shard, storage)
         cleaned = pq.read_table(_cleaned_path(self.workdir, shard), filesystem=storage.fs)
         repeated = self._repeated_spans(storage, shard, cleaned.column("n_spans").to_numpy())
         sentences_removed, sentence_examples = Counter(), Counter()

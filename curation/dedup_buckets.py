@@ -43,7 +43,9 @@ from curation.dedup_signatures import (
     digest_matrix,
     signature_matrix,
 )
+from curation.documents import DOCUMENT_SCHEMA
 from curation.minhash import band_keys, estimated_jaccard, fmix64
+from curation.screening import read_shard
 from curation.storage import Storage
 
 _VERIFY_PAIRS = 65536  # candidate pairs verified at once: bounds the records held
@@ -112,7 +114,7 @@ def aligned_signatures(storage: Storage, shard: CorpusShard) -> pa.Table:
     """The shard's signature rows, after checking that they are its documents' rows."""
     columns = ["id", "source", "digest", "signature", "n_words"]
     table = pq.read_table(shard.signatures, filesystem=storage.fs, columns=columns)
-    ids = pq.read_table(shard.path, filesystem=storage.fs, columns=["id"]).column("id")
+    ids = read_shard(DOCUMENT_SCHEMA, shard, storage, ["id"]).column("id")
     if table.num_rows == len(ids) and table.column("id").equals(ids):
         return table
     theirs, ours = table.column("id").to_pylist(), ids.to_pylist()

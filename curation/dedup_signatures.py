@@ -19,11 +19,11 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curation.documents import DOCUMENT_SCHEMA, drop_rows
 from curation.exact_dedup import content_digest
 from curation.minhash import signatures
+from curation.screening import iter_shard
 from curation.stage import ShardInput, ShardOutput, Stage
 from curation.storage import Storage
 
@@ -57,14 +57,8 @@ class MinHashSignatures(Stage):
         return ShardOutput.concat(self.process_batches(shard, storage))
 
     def process_batches(self, shard: ShardInput, storage: Storage) -> Iterator[ShardOutput]:
-        columns = ["id", "source", "text"]
-        with storage.fs.open_input_file(shard.path) as f:
-            parquet = pq.ParquetFile(f)
-            if not parquet.metadata.num_rows:  # still one batch, so that `process` has one
-                yield self._output(parquet.read(columns=columns))
-                return
-            for batch in parquet.iter_batches(_BATCH, columns=columns):
-                yield self._output(pa.Table.from_batches([batch]))
+        for documents in iter_shard(self, shard, storage, ["id", "source", "text"], _BATCH):
+            yield self._output(documents)
 
     def _output(self, documents: pa.Table) -> ShardOutput:
         kept = self.signature_table(documents)

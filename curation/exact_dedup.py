@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from curation.arrays import ShardArray, ShardArrayTask, load_array, save_array, shard_array_path
 from curation.documents import drop_rows
+from curation.screening import read_shard
 from curation.stage import ShardInput, ShardOutput, Stage, state_field
 from curation.storage import Storage
 from curation.wikiref import WikiRefFilter
@@ -88,12 +88,12 @@ class ExactDedup(Stage):
         return dataclasses.replace(self, workdir=workdir)
 
     def shard_keys(self, shard: ShardInput, storage: Storage, workdir: str) -> np.ndarray:
-        texts = pq.read_table(shard.path, filesystem=storage.fs, columns=["text"])
+        texts = read_shard(self, shard, storage, ["text"])
         digests = [content_digest(t) for t in texts.column("text").to_pylist()]
         return np.array(digests, dtype="S20")
 
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
-        table = pq.read_table(shard.path, filesystem=storage.fs)
+        table = read_shard(self, shard, storage)
         first = pa.array(first_occurrences(storage, self.workdir, shard))
         if len(first) != table.num_rows:
             raise RuntimeError(f"{shard.name} changed since the first-occurrence pass")

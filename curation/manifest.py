@@ -39,6 +39,8 @@ class ShardRecord:
     bytes_out: int
     part_sha256: str
     histograms: dict[str, dict[str, int]] = field(default_factory=dict)
+    # {"reason", "detail"} when screening refused the whole input (curation/screening.py).
+    quarantined: dict[str, str] | None = None
 
     @property
     def part_name(self) -> str:
@@ -75,6 +77,11 @@ class Manifest:
         for s in self.shards:
             total.update(s.dropped)
         return dict(sorted(total.items()))
+
+    @property
+    def quarantined(self) -> list[ShardRecord]:
+        """The records of the input shards quarantined whole, in input order."""
+        return [s for s in self.shards if s.quarantined is not None]
 
     @property
     def histograms(self) -> dict[str, dict[str, int]]:

@@ -90,6 +90,7 @@ from curation.dedup_graph import ROW_MASK, SHARD_SHIFT, SourceClasses
 from curation.documents import DOCUMENT_SCHEMA, drop_rows, schema_with
 from curation.executor import ShardExecutor
 from curation.minhash import banding_for
+from curation.screening import read_shard
 from curation.stage import ShardInput, ShardOutput, Stage, state_field
 from curation.storage import Storage
 from curation.wikiref import WikiRefFilter
@@ -156,8 +157,7 @@ def _text_starts(storage: Storage, inputs: Sequence[CorpusShard], keys: np.ndarr
     shards = keys >> SHARD_SHIFT
     for shard in np.unique(shards):
         chosen = keys[shards == shard]
-        path = inputs[int(shard)].path
-        table = pq.read_table(path, filesystem=storage.fs, columns=["text"])
+        table = read_shard(DOCUMENT_SCHEMA, inputs[int(shard)], storage, ["text"])
         texts = table.column("text").take((chosen & ROW_MASK).astype(np.int64)).to_pylist()
         for key, text in zip(chosen, texts, strict=True):
             starts[int(key)] = " ".join(text.split())[:_EXAMPLE_CHARS]
@@ -301,7 +301,7 @@ class Deduplicated(Stage):
         return json.loads(self.pass_summary) if self.pass_summary else {}
 
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
-        table = pq.read_table(shard.path, filesystem=storage.fs)
+        table = read_shard(self, shard, storage)
         decisions = pq.read_table(_decision_path(self.workdir, shard), filesystem=storage.fs)
         if int(decisions.schema.metadata[b"rows"]) != table.num_rows:
             raise RuntimeError(f"{shard.name} changed since the dedup pass")

@@ -38,7 +38,7 @@ from curation.manifest import (
     part_name,
 )
 from curation.progress import ProgressSink, ShardProgress
-from curation.screening import screen
+from curation.screening import Quarantine, screen
 from curation.stage import ShardInput, ShardOutput, Stage
 from curation.storage import Storage, writing
 
@@ -109,7 +109,13 @@ def run_stage(
         screened = [screen(stage, shard, storage) for shard in inputs]
         quarantine = {i: q for i, q in enumerate(screened) if q is not None}
         readable = [shard for shard, q in zip(inputs, screened, strict=True) if q is None]
-        prepared = stage.prepare(readable, storage, posixpath.join(staging, _PREPARE_DIR), executor)
+        # With every input quarantined, a global pass has nothing to decide (and the dedup's
+        # and the mixture's would refuse an empty corpus): the stage maps as it is.
+        prepared = (
+            stage.prepare(readable, storage, posixpath.join(staging, _PREPARE_DIR), executor)
+            if readable
+            else stage
+        )
         storage.write_bytes(summary_path, json.dumps(prepared.summary()).encode())
         task = _ShardTask(prepared, storage, staging, quarantine)
         tracker = ShardProgress(stage.name, inputs, list(records.values()), progress or _ignore)
@@ -188,7 +194,7 @@ class _ShardTask:
     stage: Stage
     storage: Storage
     staging: str
-    quarantine: dict[int, ShardOutput] = dataclasses.field(default_factory=dict)
+    quarantine: dict[int, Quarantine] = dataclasses.field(default_factory=dict)
 
     def __call__(self, item: tuple[int, ShardInput]) -> ShardRecord:
         index, shard = item
@@ -200,8 +206,9 @@ class _ShardTask:
             _PartWriter(self.storage, part, schema) as kept_part,
             _PartWriter(self.storage, posixpath.join(self.staging, DROPPED_DIR, name)) as dropped,
         ):
-            if index in self.quarantine:
-                outputs = [self.quarantine[index]]
+            quarantine = self.quarantine.get(index)
+            if quarantine is not None:
+                outputs = [quarantine.output(self.stage, shard)]
             else:
                 outputs = self.stage.process_batches(shard, self.storage)
             for out in outputs:
@@ -223,6 +230,7 @@ class _ShardTask:
             bytes_out=self.storage.size(part),
             part_sha256=self.storage.sha256(part),
             histograms={k: dict(sorted(v.items())) for k, v in sorted(histograms.items())},
+            quarantined=None if quarantine is None else dataclasses.asdict(quarantine),
         )
         record_path = posixpath.join(self.staging, _SHARDS_DIR, f"{name}.json")
         self.storage.write_bytes(record_path, json.dumps(dataclasses.asdict(record)).encode())

@@ -71,7 +71,9 @@ class Stage(ABC):
     version: ClassVar[str]
     output_schema: ClassVar[pa.Schema]
     # The columns a stage reading Parquet needs; the runner quarantines an input shard that
-    # lacks them (curation/screening.py). None: the input is raw files the stage parses.
+    # lacks them or holds another kind of value in them, and stages read shards with
+    # `read_shard`, which casts them to these types (curation/screening.py). None: the input
+    # is raw files the stage parses.
     input_schema: ClassVar[pa.Schema | None] = None
 
     def config(self) -> dict[str, Any]:

@@ -169,9 +169,10 @@ def tokenized_shards(
     data_root: DataRoot,
     shard_executor: ShardExecutorResource,
 ) -> MaterializeResult:
-    """Every mixture document encoded with `</s>` appended (no `<s>` in the stream), train
-    copies as epoch passes, in fixed-size uint16 shards with document indexes; train and
-    validation apart. Byte-identical whatever the worker count."""
+    """Every mixture document encoded and framed `<s> ids </s>` (LLaMA's framing, the one
+    evaluation, generation and the HF export use), train copies as epoch passes, in
+    fixed-size uint16 shards with document indexes; train and validation apart.
+    Byte-identical whatever the worker count."""
     storage = data_root.storage()
     mixture_dir = data_root.stage_dir("mixture", PARTITION)
     output = data_root.stage_dir("tokenized_shards", PARTITION)
@@ -197,6 +198,7 @@ def tokenized_shards(
             "validation_tokens": splits["validation"]["tokens"],
             "train_shards": len(splits["train"]["shards"]),
             "dtype": manifest["format"]["dtype"],
+            "document": manifest["format"]["document"],
             **{
                 f"{split}_tokens_by_corpus": MetadataValue.md(
                     histogram_table(

@@ -43,7 +43,8 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one directory level, no 
 
 class PretrainConfig(Config):
     """`TrainConfig`'s fields (training/config.py) except the paths, which come from the data
-    root; plus the run's name and the launcher overrides for this run."""
+    root; plus the run's name and the launcher overrides for this run. The defaults are the
+    paper's 7B run; 0 in `lr`, `max_steps` or `micro_batch_size` takes the preset's value."""
 
     run_name: str = ""  # the run directory's name; "" = the model preset
     restart: bool = False  # delete the run's checkpoints and metrics first
@@ -58,6 +59,8 @@ class PretrainConfig(Config):
     lr: float = TrainConfig.lr
     warmup_steps: int = TrainConfig.warmup_steps
     min_lr_ratio: float = TrainConfig.min_lr_ratio
+    adam_beta1: float = TrainConfig.adam_beta1
+    adam_beta2: float = TrainConfig.adam_beta2
     weight_decay: float = TrainConfig.weight_decay
     grad_clip: float = TrainConfig.grad_clip
     activation_checkpointing: str = TrainConfig.activation_checkpointing
@@ -69,18 +72,16 @@ class PretrainConfig(Config):
     log_interval: int = TrainConfig.log_interval
     max_bad_steps: int = TrainConfig.max_bad_steps
     loader_workers: int = TrainConfig.loader_workers
-    prepend_bos: bool = TrainConfig.prepend_bos
 
 
 LAUNCH_FIELDS = {"run_name", "restart", "nodes", "nproc_per_node"}
 
 
 def train_config(config: PretrainConfig, data_dir: str, output_dir: str) -> TrainConfig:
-    return TrainConfig(
-        data_dir=data_dir,
-        output_dir=output_dir,
-        **config.model_dump(exclude=LAUNCH_FIELDS),
-    )
+    """The run's `TrainConfig`, resolved: the launch's config.json and the asset's metadata
+    show the rate, steps and micro-batch the run uses, not zeros."""
+    fields = config.model_dump(exclude=LAUNCH_FIELDS)
+    return TrainConfig(data_dir=data_dir, output_dir=output_dir, **fields).resolve()
 
 
 def read_metrics(run_dir: str) -> list[dict]:

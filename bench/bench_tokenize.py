@@ -1,10 +1,11 @@
 """Tokenization and loading throughput, as ratios to references measured in this run.
 
   bare encode        SentencePieceProcessor.encode over the same texts, already in memory (the
-                     floor: no Parquet, no eos, no shard files, no hashes)
-  tokenized_shards   write_token_shards on the same parts: read Parquet, encode, append eos,
-                     cut shards, sha256 every file, write the manifest; at the same thread and
-                     worker count as the bare run it is compared with (target >= 0.85)
+                     floor: no Parquet, no framing, no shard files, no hashes)
+  tokenized_shards   write_token_shards on the same parts: read Parquet, encode, frame each
+                     document `<s> ids </s>`, cut shards, sha256 every file, write the
+                     manifest; at the same thread and worker count as the bare run it is
+                     compared with (target >= 0.85)
   TokenLoader        tokens/s the loader delivers (seq_len 2048) against the tokens/s one
                      training step consumes: by default the 1.36B preset at 55% MFU on one
                      H100 SXM (DESIGN.md section 6: 0.55 * 989e12 / flops per token), i.e. what
@@ -63,7 +64,8 @@ def bare_encode(sp: spm.SentencePieceProcessor, texts: list[str], threads: int) 
 
 
 def shards_run(inputs, model: str, workers: int, threads: int) -> int:
-    """Tokens of text encoded by one full `tokenized_shards` run (eos excluded, as bare)."""
+    """Tokens of text encoded by one full `tokenized_shards` run (`<s>` and `</s>` excluded,
+    as bare)."""
     with tempfile.TemporaryDirectory() as tmp:
         manifest = write_token_shards(
             inputs,
@@ -74,7 +76,7 @@ def shards_run(inputs, model: str, workers: int, threads: int) -> int:
             TokenShardsConfig(encode_threads=threads),
         )
     train = manifest["splits"]["train"]
-    return train["tokens"] - train["documents"]
+    return train["tokens"] - 2 * train["documents"]
 
 
 def loader_run(directory: str, workers: int, batches: int) -> tuple[float, int]:

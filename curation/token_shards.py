@@ -10,14 +10,20 @@ Layout of an output directory (written to a staging sibling and renamed into pla
     <output>/validation/...                    the same for validation rows
     <output>/_manifest.json                    counts per split, source, pass and shard, the
                                                sha256 of every file, tokenizer and input
-                                               fingerprints, dtype, eos id, shard size
+                                               fingerprints, dtype, the framing (bos and eos
+                                               ids), shard size
 
-The stream. A split is one token stream cut into shards: every document is its token ids
-followed by `</s>` (eos). No `<s>` (bos) is written: documents are separated by eos only,
-as in GPT-style packed pre-training streams, because a bos inside a packed training sequence
-would be a token the model must predict after every eos with certainty (a wasted target per
-document), and at inference LLaMA's prompt starts with bos, which the loader can reproduce
-(`LoaderConfig.prepend_bos`) by putting bos at the start of every training sequence instead.
+The stream. A split is one token stream cut into shards: every document is `<s> ids </s>`
+(bos id 1, eos id 2 of the tokenizer), LLaMA's framing, and the one every reader of a model
+uses: the held-out evaluation, the lm-eval model, generation and the Hugging Face export
+(`add_bos_token`) all start a text with `<s>`. A model trained on this stream has seen `<s>`
+at the start of every document, so a prompt at inference looks like what it learned from;
+a stream without `<s>` would leave the first input of every prompt a token it never saw.
+In training, the `<s>` that follows a `</s>` is also a target: a forced prediction the model
+learns within a few steps, one position per document. Held-out loss and bits per byte
+(training/evaluate.py) do not count `<s>` targets: bits per byte measures the text, and
+`<s>` carries no information about it; each document's `</s>` is counted (where a text ends
+is part of predicting it).
 Documents may span shards: shards are fixed-size slices of the stream, so a global offset
 maps to (shard, position) by one division, and the loader reads across a boundary as if the
 split were one array. The dtype is the smallest unsigned integer that holds the vocabulary
@@ -71,7 +77,7 @@ from curation.token_inputs import (
 )
 from curation.tokenizer import MODEL_NAME, WHITESPACE_SYMBOL
 
-VERSION = "1"
+VERSION = "2"  # 2: documents framed <s> ids </s> (1: ids </s>)
 SPLITS = (TRAIN, VALIDATION)
 BIN_SUFFIX = ".bin"
 INDEX_SUFFIX = ".idx.npy"
@@ -138,8 +144,8 @@ class _PartTokens:
         )
         texts = text.filter(written).to_pylist()
         self.counts["lossy_documents"] += sum(WHITESPACE_SYMBOL in t for t in texts)
-        tokens, lengths = flatten_with_eos(
-            sp.encode(texts, num_threads=threads), sp.eos_id(), self.dtypes["tokens"]
+        tokens, lengths = frame_documents(
+            sp.encode(texts, num_threads=threads), sp.bos_id(), sp.eos_id(), self.dtypes["tokens"]
         )
         names = batch.table.column("source").filter(written).to_pylist()
         codes = [self.sources.setdefault(s, len(self.sources)) for s in names]
@@ -201,15 +207,18 @@ def _processor(model: bytes) -> spm.SentencePieceProcessor:
     return spm.SentencePieceProcessor(model_proto=model)
 
 
-def flatten_with_eos(
-    ids: list[list[int]], eos_id: int, dtype: np.dtype
+def frame_documents(
+    ids: list[list[int]], bos_id: int, eos_id: int, dtype: np.dtype
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The documents' ids as one array, each followed by `eos_id` (appended in place to the
-    lists `encode` returned), and each one's length, eos included."""
-    for doc in ids:
-        doc.append(eos_id)
-    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-    tokens = np.fromiter(chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
+    """The documents as one array, each framed `<s> ids </s>`, and each one's framed length."""
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)) + 2
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    tokens = np.empty(int(ends[-1]) if len(ends) else 0, dtype=dtype)
+    text = np.ones(len(tokens), dtype=bool)
+    text[starts] = text[ends - 1] = False
+    tokens[starts], tokens[ends - 1] = bos_id, eos_id
+    tokens[text] = np.fromiter(chain.from_iterable(ids), dtype=dtype, count=int(text.sum()))
     return tokens, lengths
 
 
@@ -457,8 +466,9 @@ def _manifest(
             "dtype": dtype.name,
             "byte_order": "little",
             "shard_tokens": config.shard_tokens,
+            "document": "<s> ids </s>",
+            "bos_id": sp.bos_id(),
             "eos_id": sp.eos_id(),
-            "bos_in_stream": False,
             "documents_span_shards": True,
         },
     }
@@ -484,7 +494,7 @@ def _counts(records: list[dict], splits: dict[str, dict]) -> dict:
 
 
 def iter_documents(storage: Storage, output: str, split: str) -> Iterator[np.ndarray]:
-    """Every document of a split in stream order, as its token ids without the `</s>`."""
+    """Every document of a split in stream order, as its token ids without `<s>` and `</s>`."""
     manifest = read_shards_manifest(storage, output)
     dtype = np.dtype(manifest["format"]["dtype"]).newbyteorder("<")
     carry = np.empty(0, dtype)
@@ -497,7 +507,7 @@ def iter_documents(storage: Storage, output: str, split: str) -> Iterator[np.nda
         ends = load_array(storage, base + INDEX_SUFFIX) - start
         begin = 0
         for end in ends.tolist():
-            yield tokens[begin : end - 1]
+            yield tokens[begin + 1 : end - 1]
             begin = end
         carry, start = tokens[begin:], start + begin
 
@@ -535,41 +545,56 @@ def counts_conserve(manifest: dict) -> tuple[bool, dict]:
 
 def shards_intact(storage: Storage, output: str) -> tuple[bool, dict]:
     """Every shard and index file has the sha256 the manifest records, every shard the
-    recorded size (full but a split's last), and every indexed document end is an `</s>`."""
+    recorded size (full but a split's last), and every document is framed: `</s>` exactly at
+    the indexed document ends, `<s>` exactly at the document starts."""
     manifest = read_shards_manifest(storage, output)
+    fmt = manifest["format"]
     problems, count = [], 0
     for split in SPLITS:
         shards = manifest["splits"][split]["shards"]
-        start = 0
+        start, opens = 0, True  # the shard's split-global offset; a document starts there
         for n, shard in enumerate(shards):
+            base = posixpath.join(output, split, shard["name"])
+            data = storage.read_bytes(base + BIN_SUFFIX)
+            tokens = np.frombuffer(data, np.dtype(fmt["dtype"]).newbyteorder("<"))
+            ends = load_array(storage, base + INDEX_SUFFIX) - start
             full = n < len(shards) - 1
-            found, tokens = _shard_problems(
-                storage, output, split, shard, manifest["format"], start, full
-            )
-            problems += found
-            start += tokens
+            found = _file_problems(storage, base, shard, data, fmt, full)
+            found += _framing_problems(tokens, ends, opens, fmt)
+            problems += [f"{split}/{shard['name']}: {problem}" for problem in found]
+            start += len(tokens)
+            opens = bool(len(ends)) and ends[-1] == len(tokens)
             count += 1
     return not problems, {"problems": problems[:20], "shards": count}
 
 
-def _shard_problems(
-    storage: Storage, output: str, split: str, shard: dict, fmt: dict, start: int, full: bool
-) -> tuple[list[str], int]:
-    """What is wrong with one shard (start: its split-global offset), and its token count."""
-    base = posixpath.join(output, split, shard["name"])
-    where = f"{split}/{shard['name']}"
-    data = storage.read_bytes(base + BIN_SUFFIX)
-    tokens = np.frombuffer(data, np.dtype(fmt["dtype"]).newbyteorder("<"))
-    local = load_array(storage, base + INDEX_SUFFIX) - 1 - start
+def _file_problems(
+    storage: Storage, base: str, shard: dict, data: bytes, fmt: dict, full: bool
+) -> list[str]:
+    """The shard's and its index's checksums and the shard's size against the manifest."""
     problems = []
     if hashlib.sha256(data).hexdigest() != shard["sha256"]:
-        problems.append(f"{where}: sha256 differs from the manifest")
+        problems.append("sha256 differs from the manifest")
     if storage.sha256(base + INDEX_SUFFIX) != shard["index_sha256"]:
-        problems.append(f"{where}: index sha256 differs from the manifest")
-    if len(tokens) != shard["tokens"] or (full and len(tokens) != fmt["shard_tokens"]):
-        problems.append(f"{where}: {len(tokens)} tokens")
-    if len(local) and (local.min() < 0 or local.max() >= len(tokens)):
-        problems.append(f"{where}: index points outside the shard")
-    elif len(local) and (tokens[local] != fmt["eos_id"]).any():
-        problems.append(f"{where}: a document end is not </s>")
-    return problems, len(tokens)
+        problems.append("index sha256 differs from the manifest")
+    size = len(data) // np.dtype(fmt["dtype"]).itemsize
+    if size != shard["tokens"] or (full and size != fmt["shard_tokens"]):
+        problems.append(f"{size} tokens")
+    return problems
+
+
+def _framing_problems(tokens: np.ndarray, ends: np.ndarray, opens: bool, fmt: dict) -> list[str]:
+    """`</s>` exactly before each indexed end (`ends`: shard-local, exclusive) and `<s>` exactly
+    at each document start: after every end inside the shard, and at 0 when `opens` (the
+    split's first shard, or the previous shard ended with a document)."""
+    if len(ends) and (ends.min() < 1 or ends.max() > len(tokens)):
+        return ["index points outside the shard"]
+    starts = ends[ends < len(tokens)]
+    if opens and len(tokens):
+        starts = np.concatenate([[0], starts])
+    problems = []
+    if not np.array_equal(np.flatnonzero(tokens == fmt["eos_id"]), ends - 1):
+        problems.append("</s> is not exactly at the indexed document ends")
+    if not np.array_equal(np.flatnonzero(tokens == fmt["bos_id"]), starts):
+        problems.append("<s> is not exactly at the document starts")
+    return problems

@@ -12,7 +12,7 @@ An exported directory is what `LlamaForCausalLM.from_pretrained` and `AutoTokeni
     generation_config.json   bos/eos/pad ids
     model.safetensors        the weights (safetensors: loading it runs no pickle code)
     tokenizer.model          our SentencePiece model, copied
-    tokenizer_config.json    `LlamaTokenizer`, <s> added, </s> not
+    tokenizer_config.json    `LlamaTokenizer`, <s> added (the training framing), </s> not
     special_tokens_map.json  the special pieces
 
 Tokenizer caveat: transformers 5's `LlamaTokenizer` (a `tokenizers` Metaspace pipeline) does not
@@ -234,7 +234,8 @@ def config_from_hf(hf: dict) -> LlamaConfig:
 
 def tokenizer_files(special: SpecialTokens, max_seq_len: int) -> dict[str, dict]:
     """`tokenizer_config.json` and `special_tokens_map.json` for `LlamaTokenizer` over our
-    `tokenizer.model`: <s> prepended, </s> not (as in pre-training documents), no pad piece.
+    `tokenizer.model`: <s> prepended, as every pre-training document starts with it
+    (curation/token_shards.py); </s> not, as a prompt is a document not yet ended; no pad piece.
     `legacy` true keeps transformers 4's slow tokenizer byte-for-byte SentencePiece."""
     pieces = {"bos_token": special.bos, "eos_token": special.eos, "unk_token": special.unk}
     return {

@@ -1,15 +1,20 @@
 import dataclasses
 import itertools
+import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+import sentencepiece as spm
 import torch
 from token_corpus import documents, write_parts
 
 from curation.storage import Storage
 from curation.token_shards import TokenShardsConfig, write_token_shards
-from curation.tokenizer import TokenizerConfig, train_tokenizer
+from curation.tokenizer import MODEL_NAME, TokenizerConfig, train_tokenizer
 from training.data import (
+    MANIFEST_NAME,
     LoaderConfig,
     Permutation,
     SequenceDataset,
@@ -143,21 +148,38 @@ def test_a_state_for_other_data_or_geometry_is_refused(shards):
     loader = TokenLoader(shards, config=CONFIG)
     _take(loader, 2)
     state = loader.state_dict()
-    for changes in ({"seed": 1}, {"seq_len": SEQ + 1}, {"prepend_bos": True}):
+    for changes in ({"seed": 1}, {"seq_len": SEQ + 1}):
         with pytest.raises(ValueError, match="another data order"):
             TokenLoader(shards, config=_config(**changes)).load_state_dict(state)
 
 
-def test_prepend_bos(shards):
-    stream = TokenStream(shards)
-    full = stream.read(0, stream.n_tokens)
-    dataset = SequenceDataset(stream, _config(prepend_bos=True))
-    inputs, targets = dataset.batch(0)
-    index = dataset.sequence_indices(0)[0]
-    window = full[index * (SEQ - 1) : index * (SEQ - 1) + SEQ].astype(np.int64)
-    assert inputs[0, 0] == 1 and inputs.shape == (3, SEQ)
-    assert torch.equal(inputs[0, 1:], torch.from_numpy(window[:-1]))
-    assert torch.equal(targets[0], torch.from_numpy(window))
+def test_training_batches_start_every_document_with_bos(shards):
+    """What the model trains on, decoded: `<s>` before every document, `</s>` after it."""
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(shards, MODEL_NAME))
+    bos, eos = sp.bos_id(), sp.eos_id()
+    texts = {row["text"].replace("\u2581", " ") for row in documents(240)}
+    loader = TokenLoader(shards, config=_config(seq_len=256, batch_size=8))
+    assert loader.stream.read(0, 1)[0] == bos
+    whole = 0
+    for inputs, targets in _take(loader, -(-loader.n_sequences // 8)):  # an epoch
+        for window in torch.cat([inputs, targets[:, -1:]], dim=1).tolist():
+            after_eos = [b for a, b in itertools.pairwise(window) if a == eos]
+            before_bos = [a for a, b in itertools.pairwise(window) if b == bos]
+            assert set(after_eos) <= {bos} and set(before_bos) <= {eos}
+            # Each whole document in the window decodes to a text of the corpus.
+            for piece in np.split(np.array(window), np.flatnonzero(np.array(window) == eos) + 1):
+                if len(piece) > 1 and piece[0] == bos and piece[-1] == eos:
+                    assert sp.decode(piece[1:-1].tolist()) in texts
+                    whole += 1
+    assert whole >= 40
+
+
+def test_shards_without_bos_framing_are_refused(shards, tmp_path):
+    manifest = json.loads(Path(shards, MANIFEST_NAME).read_text())
+    del manifest["format"]["bos_id"]  # what tokenized_shards version 1 wrote
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="without <s> framing"):
+        TokenStream(str(tmp_path))
 
 
 def test_tokens_per_step():

@@ -10,15 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sentencepiece as spm
 import torch
+import torch.nn.functional as F
+from small_run import small_run
 from token_corpus import documents, write_parts
 
 from curation.storage import Storage
 from curation.token_shards import iter_documents, read_shards_manifest, write_token_shards
-from curation.tokenizer import TokenizerConfig, train_tokenizer
+from curation.tokenizer import MODEL_NAME, TokenizerConfig, train_tokenizer
 from model import Llama
 from training.checkpoint import load_model
-from training.config import TrainConfig
+from training.data import TokenStream
 from training.evaluate import heldout_metrics, labelled_validation_documents
 from training.train import main as train_main
 
@@ -35,11 +38,13 @@ def build_run(root: Path, steps: int = STEPS) -> Path:
     parts = write_parts(root / "docs", rows, 100)
     tokenizer = train_tokenizer(parts, str(root / "tok"), storage, TokenizerConfig(vocab_size=600))
     write_token_shards(parts, tokenizer.model_path, str(root / "shards"), storage)
-    config = TrainConfig(
-        data_dir=str(root / "shards"), output_dir=str(root / "run"), seq_len=64,
-        micro_batch_size=8, max_steps=steps, warmup_steps=4, checkpoint_interval=steps,
-        log_interval=steps, device="cpu",
-    )  # fmt: skip
+    config = small_run(
+        root / "shards",
+        root / "run",
+        max_steps=steps,
+        checkpoint_interval=steps,
+        log_interval=steps,
+    )
     (root / "run.json").write_text(config.to_json())
     assert train_main(["--config", str(root / "run.json")]) in (0, None)
     return root
@@ -57,14 +62,48 @@ def test_trained_model_beats_its_initialization(run_dir):
     shards = run_dir / "shards"
     after = heldout_metrics(trained, shards, max_tokens=4000, seq_len=64)
     before = heldout_metrics(untrained, shards, max_tokens=4000, seq_len=64)
+    scored = int((TokenStream(str(shards), "validation").read(1, 4001) != 1).sum())  # not <s>
     for metrics in (after, before):
         assert all(math.isfinite(metrics[k]) for k in ("loss", "perplexity", "bits_per_byte"))
-        assert metrics["tokens"] == 4000 and metrics["bytes"] > 0
+        assert metrics["tokens"] == scored and metrics["bytes"] > 0
         assert math.isclose(metrics["perplexity"], math.exp(metrics["loss"]))
     assert before["perplexity"] == pytest.approx(600, rel=0.5)  # near-uniform at init
     assert after["perplexity"] < 0.5 * before["perplexity"]
     assert after["bits_per_byte"] < before["bits_per_byte"]
     assert heldout_metrics(trained, shards, max_tokens=4000, seq_len=64) == after  # deterministic
+
+
+def test_heldout_scores_every_token_but_bos(run_dir):
+    """A document's targets are its ids and its `</s>`; the `<s>` after a `</s>` is not scored,
+    so the stream and the documents read alone score the same tokens and bytes."""
+    model, _ = load_model(run_dir / "run")
+    shards = run_dir / "shards"
+    stream = TokenStream(str(shards), "validation")
+    tokens = torch.from_numpy(stream.read(0, 301).astype(np.int64))
+    nats, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, 300, 64):  # the first 300 targets, in windows of 64
+            window = tokens[start : start + 65]
+            logprobs = F.log_softmax(model(window[None, :-1]).float(), -1)[0]
+            picked = logprobs.gather(1, window[1:, None])[:, 0]
+            scored = window[1:] != stream.bos_id
+            nats -= picked[scored].sum().item()
+            count += int(scored.sum())
+    first = heldout_metrics(model, shards, max_tokens=300, seq_len=64)
+    assert first["tokens"] == count < 300
+    assert first["loss"] == pytest.approx(nats / count, rel=1e-5)
+
+    storage = Storage(str(run_dir))
+    sp = spm.SentencePieceProcessor(model_file=str(shards / MODEL_NAME))
+    documents = list(iter_documents(storage, str(shards), "validation"))
+    whole = heldout_metrics(model, shards, max_tokens=None, seq_len=64)
+    alone = heldout_metrics(
+        model, shards, documents=[("all", d) for d in documents], max_tokens=None, seq_len=64
+    )
+    assert whole["tokens"] == alone["tokens"] == sum(len(ids) + 1 for ids in documents)
+    text_bytes = sum(len(sp.decode(ids.tolist()).encode("utf-8")) for ids in documents)
+    assert whole["bytes"] == alone["bytes"] == text_bytes
+    assert whole["documents"] == alone["documents"] == len(documents)
 
 
 def test_per_corpus_numbers_from_the_mixture_labels(run_dir):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetMaterialization, DagsterInstance, MetadataValue, materialize
+from small_run import small_run
 from token_corpus import documents, write_parts
 
 from assets.evaluation import BEATS_UNTRAINED, evaluation
@@ -23,7 +24,6 @@ from curation.mixture import Mixture
 from curation.runner import run_stage
 from curation.token_shards import write_token_shards
 from curation.tokenizer import TokenizerConfig, train_tokenizer
-from training.config import TrainConfig
 from training.evaluation_config import results_table
 from training.train import main as train_main
 
@@ -52,10 +52,9 @@ def build_world(root: Path) -> tuple[DataRoot, str]:
     tokenizer = train_tokenizer(parts, str(root / "tok"), storage, TokenizerConfig(vocab_size=600))
     shards_dir = data_root.stage_dir("tokenized_shards", "all")
     write_token_shards(parts, tokenizer.model_path, shards_dir, storage)
-    config = TrainConfig(
-        data_dir=shards_dir, output_dir=str(root / "run"), seq_len=64, micro_batch_size=8,
-        max_steps=30, warmup_steps=4, checkpoint_interval=30, log_interval=30, device="cpu",
-    )  # fmt: skip
+    config = small_run(
+        shards_dir, root / "run", max_steps=30, checkpoint_interval=30, log_interval=30
+    )
     (root / "run.json").write_text(config.to_json())
     assert train_main(["--config", str(root / "run.json")]) == 0
     return data_root, str(root / "run")

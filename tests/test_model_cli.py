@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from small_run import small_run
 from token_corpus import documents, write_parts
 
 from curation.storage import Storage
 from curation.token_shards import write_token_shards
 from curation.tokenizer import TokenizerConfig, train_tokenizer
 from training.checkpoint import load_model
-from training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 LLAMAPIPE = Path(sys.executable).parent / "llamapipe"
@@ -38,10 +38,9 @@ def run_dir(tmp_path_factory) -> Path:
     parts = write_parts(root / "docs", documents(300), 100)
     tokenizer = train_tokenizer(parts, str(root / "tok"), storage, TokenizerConfig(vocab_size=600))
     write_token_shards(parts, tokenizer.model_path, str(root / "shards"), storage)
-    config = TrainConfig(
-        data_dir=str(root / "shards"),
-        output_dir=str(root / "run"),
-        seq_len=64,
+    config = small_run(
+        root / "shards",
+        root / "run",
         micro_batch_size=4,
         max_steps=8,
         warmup_steps=2,

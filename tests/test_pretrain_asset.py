@@ -7,30 +7,25 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import REPO
 from dagster import DagsterInstance, materialize, validate_run_config
+from small_run import SMALL_RUN
 from token_corpus import documents, write_parts
 
 from assets.launchers import MESSAGES_FILE, LocalLauncherConfig, TrainingLauncher
 from assets.resources import DataRoot
-from assets.training import LOSS_DECREASED, pretrain
+from assets.training import LOSS_DECREASED, PretrainConfig, pretrain, train_config
 from curation.storage import Storage
 from curation.token_shards import TokenShardsConfig, write_token_shards
 from curation.tokenizer import TokenizerConfig, train_tokenizer
 from pipelines.definitions import defs
+from training.optim import build_optimizer
 
 VOCAB = 600
 # Small enough for two CPU processes in seconds; the loss falls well within 40 steps.
-TRAIN = {
-    "max_steps": 40,
-    "seq_len": 64,
-    "micro_batch_size": 8,
-    "warmup_steps": 5,
-    "log_interval": 5,
-    "checkpoint_interval": 20,
-    "device": "cpu",
-}
+TRAIN = SMALL_RUN | {"warmup_steps": 5, "log_interval": 5, "checkpoint_interval": 20}
 
 
 def build_shards(root: Path) -> DataRoot:
@@ -114,8 +109,29 @@ def test_a_failed_run_fails_the_step_with_its_log(data_root, monkeypatch):
     assert not result.asset_materializations_for_node("pretrain")
 
 
+def test_the_defaults_are_the_papers_7b_run():
+    """Section 2.3 and Table 2: what `pretrain` trains when its config names nothing."""
+    run = train_config(PretrainConfig(), "data", "out")
+    assert (run.model, run.seq_len, run.global_batch_tokens) == ("7B", 2048, 4_194_304)
+    assert (run.lr, run.warmup_steps, run.min_lr_ratio) == (3e-4, 2000, 0.1)
+    assert run.max_steps == 238_419  # the first step count that covers 1T tokens of 4M
+    assert (run.adam_beta1, run.adam_beta2, run.weight_decay, run.grad_clip) == (0.9, 0.95, 0.1, 1)
+    assert run.activation_checkpointing == "selective" and run.compile
+    assert run.micro_batch_size == 2 and run.grad_accum(world_size=256) == 4
+    assert build_optimizer(torch.nn.Linear(2, 2), lr=1.0).defaults["betas"] == (0.9, 0.95)
+    # Choosing a preset chooses its Table 2 row.
+    big = train_config(PretrainConfig(model="33B"), "data", "out")
+    assert big.lr == 1.5e-4 and big.max_steps == 333_787  # 1.4T tokens of 4M
+    assert (big.seq_len, big.global_batch_tokens, big.warmup_steps) == (2048, 4_194_304, 2000)
+
+
 def test_sample_run_config_is_valid_for_the_train_job():
+    """The demo's tiny run is all in train.yaml: a valid, short CPU run on one or two ranks."""
     run_config = yaml.safe_load((REPO / "pipelines" / "sample" / "train.yaml").read_text())
     validate_run_config(defs.resolve_job_def("train"), run_config)
-    assert run_config["ops"]["pretrain"]["config"]["model"] == "tiny"
-    assert run_config["ops"]["pretrain"]["config"]["max_steps"] <= 300
+    run = train_config(PretrainConfig(**run_config["ops"]["pretrain"]["config"]), "d", "o")
+    assert (run.model, run.device, run.compile, run.activation_checkpointing) == (
+        "tiny", "cpu", False, "off"
+    )  # fmt: skip
+    assert run.max_steps <= 300 and run.warmup_steps < run.max_steps
+    assert run.grad_accum(world_size=1) == 2 and run.grad_accum(world_size=2) == 1

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -78,18 +79,42 @@ def test_shards_decode_back_to_the_documents_in_stream_order(model, tmp_path, st
     assert manifest["counts"]["lossy_documents"] == 1
 
 
-def test_no_bos_in_the_stream_and_every_document_ends_with_eos(model, tmp_path, storage):
+def test_every_document_is_framed_bos_ids_eos(model, tmp_path, storage):
     out = str(tmp_path / "out")
     manifest = write_token_shards(
-        write_parts(tmp_path / "in", _stream_rows(), 40), model, out, storage
+        write_parts(tmp_path / "in", _stream_rows(), 40), model, out, storage, config=SMALL
     )
-    eos, bos = manifest["format"]["eos_id"], manifest["tokenizer"]["bos_id"]
+    fmt = manifest["format"]
+    assert (fmt["bos_id"], fmt["eos_id"], fmt["document"]) == (1, 2, "<s> ids </s>")
     tokens = np.concatenate(
         [np.fromfile(p, "<u2") for p in sorted(Path(out, "train").glob("*.bin"))]
     )
-    assert bos not in tokens and tokens[-1] == eos
-    assert sum(len(d) + 1 for d in iter_documents(storage, out, "train")) == len(tokens)
-    assert (tokens == eos).sum() == manifest["splits"]["train"]["documents"]
+    documents = list(iter_documents(storage, out, "train"))
+    framed = np.concatenate([np.concatenate([[1], ids, [2]]) for ids in documents])
+    assert np.array_equal(tokens, framed)
+    assert (tokens == 1).sum() == (tokens == 2).sum() == manifest["splits"]["train"]["documents"]
+
+
+def test_shards_intact_finds_a_document_without_its_framing(model, tmp_path, storage):
+    out = tmp_path / "out"
+    manifest = write_token_shards(
+        write_parts(tmp_path / "in", _stream_rows(), 40), model, str(out), storage, config=SMALL
+    )
+    assert shards_intact(storage, str(out))[0]
+    shard = manifest["splits"]["train"]["shards"][1]
+    path = out / "train" / f"{shard['name']}.bin"
+    original = path.read_bytes()
+    for token, problem in (
+        (1, "<s> is not exactly at the document starts"),
+        (2, "</s> is not exactly at the indexed document ends"),
+    ):
+        tokens = np.frombuffer(original, "<u2").copy()
+        tokens[np.flatnonzero(tokens == token)[0]] = 100  # a text piece in its place
+        path.write_bytes(tokens.tobytes())
+        shard["sha256"] = hashlib.sha256(tokens.tobytes()).hexdigest()
+        (out / "_manifest.json").write_text(json.dumps(manifest))
+        ok, details = shards_intact(storage, str(out))
+        assert not ok and details["problems"] == [f"train/{shard['name']}: {problem}"]
 
 
 def test_identical_bytes_whatever_the_workers(model, tmp_path, storage):

@@ -2,7 +2,8 @@
 (curation/token_shards.py) without a tokenizer: fast, and learnable on purpose.
 
 The documents come from a sparse Markov chain: each token has 4 possible successors, so a
-model that learns the transitions brings the loss from ln(vocab) down towards ln(4).
+model that learns the transitions brings the loss from ln(vocab) down towards ln(4). Each is
+framed `<s> ids </s>`, as the shard writer frames documents.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-EOS = 2
+BOS, EOS = 1, 2
 FIRST_ID = 3  # 0, 1, 2 are <unk>, <s>, </s>
 
 
 def markov_tokens(n_tokens: int, vocab_size: int, seed: int) -> np.ndarray:
-    """`n_tokens` of documents (length 50 to 400) each ended by eos."""
+    """`n_tokens` of documents (length 50 to 400, framing included), each `<s> ids </s>`; the
+    last may be cut short."""
     rng = np.random.default_rng(seed)
     successors = rng.integers(FIRST_ID, vocab_size, size=(vocab_size, 4))
     out = np.empty(n_tokens, dtype=np.uint16)
@@ -26,7 +28,8 @@ def markov_tokens(n_tokens: int, vocab_size: int, seed: int) -> np.ndarray:
         length = min(int(rng.integers(50, 400)), n_tokens - pos)
         token = int(rng.integers(FIRST_ID, vocab_size))
         choices = rng.integers(0, 4, size=length)
-        for i in range(length - 1):
+        out[pos] = BOS
+        for i in range(1, length - 1):
             out[pos + i] = token
             token = int(successors[token, choices[i]])
         out[pos + length - 1] = EOS
@@ -57,8 +60,8 @@ def write_shards(
         splits[split] = {"tokens": len(part), "shards": shards}
     manifest = {
         "stage": "tokenized_shards",
-        "tokenizer": {"vocab_size": vocab_size, "eos_id": EOS, "bos_id": 1},
-        "format": {"dtype": "uint16", "byte_order": "little", "eos_id": EOS},
+        "tokenizer": {"vocab_size": vocab_size, "eos_id": EOS, "bos_id": BOS},
+        "format": {"dtype": "uint16", "byte_order": "little", "bos_id": BOS, "eos_id": EOS},
         "splits": splits,
     }
     (root / "_manifest.json").write_text(json.dumps(manifest))

@@ -1,1 +1,1 @@
-"""Trainer, data loader, launchers (the model and tokenizer issues)."""
+"""Trainer, data loader, optimizer, checkpoints, launchers and evaluation."""

@@ -4,6 +4,15 @@ Flat on purpose: a launcher (local, Slurm, Kubernetes) writes it as one JSON fil
 shows it as run config, and a checkpoint stores it, all without nesting rules. Batch sizes are
 in tokens, as in the paper (4M-token batches), and the trainer derives gradient accumulation
 from the world size it finds, so the same config trains the same way on 8 or 512 GPUs.
+
+The defaults are the paper's 7B run (section 2.3, Table 2): 2048-token context, batches of
+4,194,304 tokens (2048 sequences of 2048), AdamW with beta1 0.9, beta2 0.95, weight decay 0.1
+and gradient clipping 1.0, 2000 warmup steps, cosine decay to 10% of the peak rate; plus
+section 2.4's efficiency: selective activation checkpointing, compiled blocks. Three fields
+depend on the model shape and are derived from its `RECIPES` row when 0 (`resolve`): the peak
+learning rate, the step count (the row's training tokens / `global_batch_tokens`) and the
+micro-batch size. So `model: 33B` alone is the paper's 33B run: 1.5e-4 over 1.4T tokens.
+A small run states its own values: pipelines/sample/train.yaml is the demo's.
 """
 
 from __future__ import annotations
@@ -13,72 +22,107 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-# Peak learning rates: the paper's Table 2 for its shapes; for the small shapes, rates that
-# train them stably in a few hundred steps (small models tolerate, and need, larger rates).
-PEAK_LR = {
-    "tiny": 1e-3,
-    "small": 6e-4,
-    "1.36B": 3e-4,
-    "7B": 3e-4,
-    "13B": 3e-4,
-    "33B": 1.5e-4,
-    "65B": 1.5e-4,
-}
+PAPER_BATCH_TOKENS = 4 * 1024 * 1024  # "4M tokens": 2048 sequences of 2048
 AC_MODES = ("off", "selective", "full")
 DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """What a run of one model shape derives when its config leaves the field at 0."""
+
+    lr: float  # peak learning rate
+    tokens: int  # training tokens; the cosine reaches its floor after them
+    micro_batch_size: int  # sequences of 2048 per GPU per forward/backward (80 GB, selective AC)
+
+
+# One row per model preset (model/config.py). 7B to 65B: the paper's Table 2 (rate, tokens);
+# their micro-batches are estimates of what fits an 80 GB GPU under FSDP with selective
+# activation checkpointing. The small shapes are project choices: rates that train them stably
+# (small models tolerate, and need, larger rates), 20 tokens per parameter at a 32000-piece
+# vocabulary (Hoffmann et al. 2022's compute-optimal ratio), and micro-batches for 80 GB (the
+# 1.36B's 8 measured at 36.5 GiB on one GPU: bench/results/train_gpu_h200.txt).
+RECIPES: dict[str, Recipe] = {
+    "tiny": Recipe(lr=1e-3, tokens=180_000_000, micro_batch_size=32),
+    "small": Recipe(lr=6e-4, tokens=700_000_000, micro_batch_size=16),
+    "1.36B": Recipe(lr=3e-4, tokens=27_300_000_000, micro_batch_size=8),
+    "7B": Recipe(lr=3e-4, tokens=1_000_000_000_000, micro_batch_size=2),
+    "13B": Recipe(lr=3e-4, tokens=1_000_000_000_000, micro_batch_size=1),
+    "33B": Recipe(lr=1.5e-4, tokens=1_400_000_000_000, micro_batch_size=1),
+    "65B": Recipe(lr=1.5e-4, tokens=1_400_000_000_000, micro_batch_size=1),
+}
+
+_LOWER_BOUNDS = {
+    **dict.fromkeys(("seq_len", "checkpoint_interval", "keep_checkpoints"), 1),
+    **dict.fromkeys(("log_interval", "max_bad_steps"), 1),
+    **dict.fromkeys(("vocab_size", "global_batch_tokens", "warmup_steps", "loader_workers"), 0),
+    **dict.fromkeys(("micro_batch_size", "max_steps", "lr"), 0),  # 0: derived
+}
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """One training run. Zero means "derive it" where noted."""
+    """One training run; the defaults are the paper's 7B run. Zero means "derive it" where
+    noted; `resolve` fills those in."""
 
     data_dir: str = ""  # a tokenized_shards output: train/, validation/, _manifest.json
     output_dir: str = ""  # checkpoints/, metrics.jsonl, tensorboard/, result.json
-    model: str = "tiny"  # a LlamaConfig preset name
+    model: str = "7B"  # a LlamaConfig preset name, and its RECIPES row
     vocab_size: int = 0  # 0: the shards manifest's tokenizer vocabulary
-    seq_len: int = 256
-    micro_batch_size: int = 8  # sequences per rank per forward/backward
-    global_batch_tokens: int = 0  # per optimizer step, all ranks; 0: one micro-batch per rank
-    max_steps: int = 1000  # optimizer steps; the cosine reaches its floor here
-    lr: float = 0.0  # peak; 0: PEAK_LR of the preset
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.1
+    seq_len: int = 2048
+    micro_batch_size: int = 0  # sequences per rank per forward/backward; 0: the preset's
+    global_batch_tokens: int = PAPER_BATCH_TOKENS  # per step, all ranks; 0: one micro-batch/rank
+    max_steps: int = 0  # optimizer steps; 0: the preset's tokens / global_batch_tokens
+    lr: float = 0.0  # peak; 0: the preset's
+    warmup_steps: int = 2000
+    min_lr_ratio: float = 0.1  # the cosine's floor, as a fraction of the peak
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
     weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    activation_checkpointing: str = "off"  # off | selective | full
-    compile: bool = False
+    grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
+    activation_checkpointing: str = "selective"  # off | selective | full
+    compile: bool = True  # torch.compile each transformer block
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
-    checkpoint_interval: int = 100  # steps; a checkpoint is also written at the end and on SIGTERM
+    checkpoint_interval: int = 1000  # steps; a checkpoint is also written at the end and on SIGTERM
     keep_checkpoints: int = 3
     seed: int = 0  # weights and data order
     log_interval: int = 10
     max_bad_steps: int = 5  # consecutive non-finite steps before the run stops
-    loader_workers: int = 0  # DataLoader worker processes per rank
-    prepend_bos: bool = False  # start every training sequence with <s> (see training/data.py)
+    loader_workers: int = 2  # DataLoader worker processes per rank
 
     def __post_init__(self) -> None:
+        if self.model not in RECIPES:
+            raise ValueError(f"unknown model preset {self.model!r}; choose from {list(RECIPES)}")
         if self.activation_checkpointing not in AC_MODES:
             raise ValueError(f"activation_checkpointing must be one of {AC_MODES}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}")
-        if self.lr == 0 and self.model not in PEAK_LR:
-            raise ValueError(f"no default learning rate for preset {self.model!r}: set lr")
-        positive = ("seq_len", "micro_batch_size", "max_steps", "checkpoint_interval")
-        positive += ("keep_checkpoints", "log_interval", "max_bad_steps")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("vocab_size", "global_batch_tokens", "warmup_steps", "loader_workers"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name, low in _LOWER_BOUNDS.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.max_steps == 0 and self.global_batch_tokens == 0:
+            raise ValueError("max_steps 0 derives the steps from global_batch_tokens: set one")
+        if self.warmup_steps > self.max_steps > 0:
+            raise ValueError(
+                f"warmup_steps {self.warmup_steps} exceeds max_steps {self.max_steps}: the rate "
+                "would never reach its peak; set warmup_steps for this run's length"
+            )
 
-    @property
-    def peak_lr(self) -> float:
-        return self.lr or PEAK_LR[self.model]
+    def resolve(self) -> TrainConfig:
+        """This config with the derived fields (those at 0) taken from the preset's recipe:
+        what the trainer runs and records."""
+        recipe = RECIPES[self.model]
+        steps = self.max_steps or -(-recipe.tokens // self.global_batch_tokens)  # at least all
+        return dataclasses.replace(
+            self,
+            lr=self.lr or recipe.lr,
+            max_steps=steps,
+            micro_batch_size=self.micro_batch_size or recipe.micro_batch_size,
+        )
 
     def micro_batch_tokens(self, world_size: int) -> int:
         """Tokens of one micro-batch step of the whole job."""
-        return self.micro_batch_size * self.seq_len * world_size
+        return self.resolve().micro_batch_size * self.seq_len * world_size
 
     def grad_accum(self, world_size: int) -> int:
         """Micro-batches per rank per optimizer step, so the job consumes `global_batch_tokens`."""
@@ -88,8 +132,8 @@ class TrainConfig:
         if self.global_batch_tokens % per_micro:
             raise ValueError(
                 f"global_batch_tokens {self.global_batch_tokens} is not a multiple of "
-                f"micro_batch_size {self.micro_batch_size} x seq_len {self.seq_len} x "
-                f"world_size {world_size} = {per_micro}; change one of them"
+                f"micro_batch_size x seq_len {self.seq_len} x world_size {world_size} = "
+                f"{per_micro}; change one of them"
             )
         return self.global_batch_tokens // per_micro
 
@@ -123,33 +167,3 @@ class TrainConfig:
             if not ok or (expected is not bool and isinstance(value, bool)):
                 raise ValueError(f"{name} must be {expected.__name__}, got {value!r}")
         return dataclasses.replace(self, **values)
-
-
-PAPER_BATCH_TOKENS = 4 * 1024 * 1024  # "4M tokens": 2048 sequences of 2048
-PAPER_TOKENS = {"7B": 1_000_000_000_000, "13B": 1_000_000_000_000}
-PAPER_TOKENS |= {"33B": 1_400_000_000_000, "65B": 1_400_000_000_000}
-PAPER_MICRO_BATCH = {"7B": 2, "13B": 1, "33B": 1, "65B": 1}  # fits 80 GB with selective AC
-
-
-def paper(model: str, data_dir: str, output_dir: str, **overrides) -> TrainConfig:
-    """The paper's run for a Table 2 shape: 2048-token context, 4M-token batches, 2000 warmup
-    steps, cosine to 10% over 1T (7B, 13B) or 1.4T (33B, 65B) tokens, selective activation
-    checkpointing, compiled blocks. The world size must divide 2048 / micro_batch_size."""
-    if model not in PAPER_TOKENS:
-        raise KeyError(f"no paper run for {model!r}; choose from {sorted(PAPER_TOKENS)}")
-    base = TrainConfig(
-        data_dir=data_dir,
-        output_dir=output_dir,
-        model=model,
-        seq_len=2048,
-        micro_batch_size=PAPER_MICRO_BATCH[model],
-        global_batch_tokens=PAPER_BATCH_TOKENS,
-        max_steps=PAPER_TOKENS[model] // PAPER_BATCH_TOKENS,
-        warmup_steps=2000,
-        activation_checkpointing="selective",
-        compile=True,
-        checkpoint_interval=1000,
-        log_interval=10,
-        loader_workers=2,
-    )
-    return base.with_overrides(**overrides)

@@ -2,14 +2,14 @@
 resume, split across ranks and DataLoader workers.
 
 Stream and sequences. A split (`train/` or `validation/`) is read as one token stream, its
-shards memory-mapped in order; documents are packed across boundaries, separated by the
-`</s>` the shard writer put after each one (no `<s>` inside the stream). Sequence i is the
-window of `seq_len + 1` tokens starting at i * seq_len: inputs are its first `seq_len` tokens,
-targets its last `seq_len`. Consecutive windows overlap by one token, so every next-token
-transition of the stream is a target exactly once per epoch and none is lost at a boundary;
-there are (n_tokens - 1) // seq_len sequences. With `prepend_bos`, each sequence is `<s>`
-followed by a window of `seq_len` stream tokens (stride seq_len - 1), as LLaMA's prompts
-start with `<s>`.
+shards memory-mapped in order; documents are packed across boundaries, each framed
+`<s> ids </s>` by the shard writer (curation/token_shards.py), so the model learns every
+document from the `<s>` that starts prompts at inference. Sequence i is the window of
+`seq_len + 1` tokens starting at i * seq_len: inputs are its first `seq_len` tokens, targets
+its last `seq_len`. Consecutive windows overlap by one token, so every next-token transition
+of the stream is a target exactly once per epoch and none is lost at a boundary; there are
+(n_tokens - 1) // seq_len sequences. A window may start inside a document and hold several:
+packing wastes no position on padding.
 
 Order. Epoch e visits the sequences in the order of a keyed pseudo-random permutation of
 [0, n): a Feistel network (6 rounds, keyed by BLAKE2b of seed and epoch) on the smallest
@@ -67,8 +67,6 @@ class LoaderConfig:
     batch_size: int = 1  # sequences per rank per batch (a micro-batch)
     seed: int = 0
     num_workers: int = 0
-    prepend_bos: bool = False
-    bos_id: int = 1
     pin_memory: bool = False
     prefetch_factor: int = 2
 
@@ -76,21 +74,25 @@ class LoaderConfig:
         if self.seq_len < 2 or self.batch_size < 1:
             raise ValueError("seq_len must be >= 2 and batch_size >= 1")
 
-    @property
-    def stride(self) -> int:
-        """Stream tokens between the starts of consecutive sequences."""
-        return self.seq_len - int(self.prepend_bos)
-
 
 class TokenStream:
     """One split of a tokenized-shards directory as a single memory-mapped token array.
 
     The memory maps are opened lazily in the process that reads (each DataLoader worker opens
-    its own) and are not pickled."""
+    its own) and are not pickled. Shards written before documents were framed `<s> ids </s>`
+    (their manifest's format has no `bos_id`) are refused: they would train another
+    convention than the one evaluation and generation use."""
 
     def __init__(self, directory: str, split: str = "train"):
         with open(os.path.join(directory, MANIFEST_NAME)) as f:
             manifest = json.load(f)
+        framing = manifest["format"]
+        if "bos_id" not in framing:
+            raise ValueError(
+                f"{directory}: token shards without <s> framing (an older tokenized_shards "
+                "version); materialize tokenized_shards again"
+            )
+        self.bos_id, self.eos_id = int(framing["bos_id"]), int(framing["eos_id"])
         shards = manifest["splits"][split]["shards"]
         self.dtype = np.dtype(manifest["format"]["dtype"]).newbyteorder("<")
         self.paths = [os.path.join(directory, split, s["name"] + BIN_SUFFIX) for s in shards]
@@ -203,16 +205,12 @@ class SequenceDataset(IterableDataset):
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets), int64 of shape (batch_size, seq_len)."""
-        config = self.config
-        window = config.stride + 1
+        seq_len = self.config.seq_len
         rows = [
-            self.stream.read(i * config.stride, i * config.stride + window)
+            self.stream.read(i * seq_len, (i + 1) * seq_len + 1)
             for i in self.sequence_indices(step).tolist()
         ]
-        tokens = np.stack(rows).astype(np.int64)
-        if config.prepend_bos:
-            tokens = np.concatenate([np.full((len(rows), 1), config.bos_id), tokens], axis=1)
-        tokens = torch.from_numpy(tokens)
+        tokens = torch.from_numpy(np.stack(rows).astype(np.int64))
         return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -230,11 +228,11 @@ class SequenceDataset(IterableDataset):
 
 
 def num_sequences(n_tokens: int, config: LoaderConfig) -> int:
-    """Sequences in one epoch of a stream of `n_tokens` (each needs stride + 1 tokens)."""
-    n = (n_tokens - 1) // config.stride
+    """Sequences in one epoch of a stream of `n_tokens` (each needs seq_len + 1 tokens)."""
+    n = (n_tokens - 1) // config.seq_len
     if n < 1:
         raise ValueError(
-            f"the split has {n_tokens} tokens, fewer than one sequence of {config.stride + 1}"
+            f"the split has {n_tokens} tokens, fewer than one sequence of {config.seq_len + 1}"
         )
     return n
 
@@ -295,7 +293,6 @@ class TokenLoader:
             "consumed_sequences": self.consumed_sequences,
             "seed": self.config.seed,
             "seq_len": self.config.seq_len,
-            "prepend_bos": int(self.config.prepend_bos),
             "n_sequences": self.n_sequences,
         }
 
@@ -304,7 +301,7 @@ class TokenLoader:
         mine = self.state_dict()
         mismatched = {
             key: (int(state[key]), mine[key])
-            for key in ("seed", "seq_len", "prepend_bos", "n_sequences")
+            for key in ("seed", "seq_len", "n_sequences")
             if int(state[key]) != mine[key]
         }
         if mismatched:

@@ -1,21 +1,26 @@
 """Held-out evaluation: loss, perplexity and bits per byte on the validation split.
 
+What is scored. Documents are framed as in training, `<s> ids </s>` (curation/token_shards.py),
+and a document's targets are its ids and its `</s>`. The `<s>` that follows a `</s>` is not
+scored: it is a forced prediction that says nothing about the text, and bits per byte must
+measure the text alone. So both readings below score the same targets.
+
 Two ways to read the validation split of a `tokenized_shards` directory:
 
-- The stream (`documents=None`): the split's token stream (documents separated by `</s>`, as
-  the trainer sees them) is `<s>` followed by the stream, cut into consecutive windows of
-  `seq_len` inputs; every stream token is predicted exactly once, with the context of its own
-  window. Totals only: per-document corpus labels are not in the shards.
-- Documents (`documents=[(corpus, token ids), ...]`): each document alone, `<s>` + ids as
-  inputs and ids + `</s>` as targets, in windows of `seq_len`; totals and the same numbers per
-  corpus. `labelled_validation_documents` pairs the shards' validation documents with the
-  `source` column of the mixture parts they were made from.
+- The stream (`documents=None`): the split's token stream, as the trainer sees it, cut into
+  consecutive windows of `seq_len` inputs; every stream token after the first is predicted
+  once, with the context of its own window (which may reach into the previous document).
+  Totals only: per-document corpus labels are not in the shards.
+- Documents (`documents=[(corpus, token ids), ...]`): each document alone, `<s> ids </s>`,
+  in windows of `seq_len`; totals and the same numbers per corpus.
+  `labelled_validation_documents` pairs the shards' validation documents with the `source`
+  column of the mixture parts they were made from.
 
-Numbers: `loss` is the mean negative log-likelihood in nats per predicted token (eos
-included), `perplexity` = exp(loss), `bits_per_byte` = total nats / ln 2 / UTF-8 bytes of the
-evaluated text, decoded with the tokenizer copy in the data directory (a tokenizer-independent
-number: models with different vocabularies compare on it). Deterministic: no sampling, fixed
-order, `torch.no_grad`, eval mode; CPU is fine for the sample world.
+Numbers: `loss` is the mean negative log-likelihood in nats per scored token, `perplexity` =
+exp(loss), `bits_per_byte` = total nats / ln 2 / UTF-8 bytes of the evaluated text, decoded
+with the tokenizer copy in the data directory (a tokenizer-independent number: models with
+different vocabularies compare on it). Deterministic: no sampling, fixed order,
+`torch.no_grad`, eval mode; CPU is fine for the sample world.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from model.llama import Llama
 from training.data import TokenStream
 
 VALIDATION = "validation"
-BOS_ID, EOS_ID = 1, 2
+IGNORE = -100  # a target that is not scored (F.cross_entropy's ignore_index)
 
 
 class _Totals:
@@ -63,12 +68,14 @@ class _Totals:
         }
 
 
-def _windows(sequence: np.ndarray, seq_len: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _windows(
+    sequence: np.ndarray, seq_len: int, bos_id: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(inputs, targets) of consecutive windows: every position after the first is a target
-    exactly once."""
+    exactly once; `<s>` targets are IGNORE (not scored)."""
     for start in range(0, len(sequence) - 1, seq_len):
         chunk = sequence[start : start + seq_len + 1]
-        yield chunk[:-1], chunk[1:]
+        yield chunk[:-1], np.where(chunk[1:] == bos_id, IGNORE, chunk[1:])
 
 
 @torch.no_grad()
@@ -84,16 +91,16 @@ def _score(
     def run() -> Iterator[tuple[object, float, int]]:
         width = max(len(x) for _, x, _ in batch)
         inputs = torch.zeros(len(batch), width, dtype=torch.long)
-        targets = torch.full((len(batch), width), -100, dtype=torch.long)
+        targets = torch.full((len(batch), width), IGNORE, dtype=torch.long)
         for row, (_, x, y) in enumerate(batch):
             inputs[row, : len(x)] = torch.from_numpy(x.astype(np.int64))
             targets[row, : len(y)] = torch.from_numpy(y.astype(np.int64))
         logits = model(inputs.to(device)).float()
         nll = F.cross_entropy(
-            logits.transpose(1, 2), targets.to(device), ignore_index=-100, reduction="none"
+            logits.transpose(1, 2), targets.to(device), ignore_index=IGNORE, reduction="none"
         ).sum(dim=1)
         for (key, _, y), value in zip(batch, nll.tolist(), strict=True):
-            yield key, value, len(y)
+            yield key, value, int((y != IGNORE).sum())
 
     for item in windows:
         batch.append(item)
@@ -104,16 +111,16 @@ def _score(
         yield from run()
 
 
-def _text_bytes(sp: spm.SentencePieceProcessor, tokens: np.ndarray, eos_id: int) -> int:
-    """UTF-8 bytes of a stretch of stream: each eos-separated document decoded alone."""
-    ends = np.flatnonzero(tokens == eos_id)
-    pieces = np.split(tokens, ends + 1)
-    total = 0
-    for piece in pieces:
-        ids = [int(t) for t in piece if t != eos_id]
-        if ids:
-            total += len(sp.decode(ids).encode("utf-8"))
-    return total
+def _text_bytes(sp: spm.SentencePieceProcessor, tokens: np.ndarray, framing: set[int]) -> int:
+    """UTF-8 bytes of a stretch of stream: the ids between framing tokens, each run decoded
+    alone (a document, or the part of one the stretch holds)."""
+    marks = np.flatnonzero(np.isin(tokens, list(framing)))
+    pieces = np.split(tokens, np.sort(np.concatenate([marks, marks + 1])))
+    return sum(
+        len(sp.decode(piece.tolist()).encode("utf-8"))
+        for piece in pieces
+        if len(piece) and piece[0] not in framing
+    )
 
 
 def heldout_metrics(
@@ -128,50 +135,59 @@ def heldout_metrics(
     """Held-out loss, perplexity and bits per byte (module docstring) of `model` on the
     validation split of the tokenized_shards directory `data_dir`.
 
-    `max_tokens` bounds the predicted tokens (None: the whole split; with `documents`, whole
-    documents are taken until the budget is reached). `seq_len` defaults to the model's
-    context. Returns {"loss", "perplexity", "bits_per_byte", "tokens", "bytes", "documents"}
-    plus, with `documents`, "per_corpus": {corpus: the same keys}.
+    `max_tokens` bounds the scored tokens (None: the whole split; the stream's first
+    max_tokens + 1 tokens are read; with `documents`, whole documents are taken until the
+    budget is reached). `seq_len` defaults to the model's context. Returns {"loss",
+    "perplexity", "bits_per_byte", "tokens", "bytes", "documents"} plus, with `documents`,
+    "per_corpus": {corpus: the same keys}.
     """
     data_dir = os.fspath(data_dir)
     seq_len = seq_len or model.config.max_seq_len
     sp = spm.SentencePieceProcessor(model_file=os.path.join(data_dir, MODEL_NAME))
-    eos_id = sp.eos_id() if sp.eos_id() >= 0 else EOS_ID
-    bos_id = sp.bos_id() if sp.bos_id() >= 0 else BOS_ID
+    stream = TokenStream(data_dir, VALIDATION)
     was_training = model.training
     model.eval()
     try:
         if documents is None:
-            return _stream_metrics(model, data_dir, sp, bos_id, eos_id, max_tokens, batch_size,
-                                   seq_len)  # fmt: skip
-        return _document_metrics(
-            model, documents, sp, bos_id, eos_id, max_tokens, batch_size, seq_len
-        )
+            return _stream_metrics(model, stream, sp, max_tokens, batch_size, seq_len)
+        return _document_metrics(model, documents, stream, sp, max_tokens, batch_size, seq_len)
     finally:
         model.train(was_training)
 
 
-def _stream_metrics(model, data_dir, sp, bos_id, eos_id, max_tokens, batch_size, seq_len) -> dict:
-    stream = TokenStream(data_dir, VALIDATION)
-    n = stream.n_tokens if max_tokens is None else min(stream.n_tokens, max_tokens)
-    if n == 0:
-        raise ValueError(f"{data_dir} has no validation tokens")
-    tokens = stream.read(0, n)
-    sequence = np.concatenate([np.array([bos_id], dtype=np.int64), tokens.astype(np.int64)])
+def _stream_metrics(
+    model: Llama,
+    stream: TokenStream,
+    sp: spm.SentencePieceProcessor,
+    max_tokens: int | None,
+    batch_size: int,
+    seq_len: int,
+) -> dict:
+    n = stream.n_tokens if max_tokens is None else min(stream.n_tokens, max_tokens + 1)
+    if n < 2:
+        raise ValueError("the validation split has no tokens to score")
+    tokens = stream.read(0, n).astype(np.int64)
     totals = _Totals()
-    windows = ((None, x, y) for x, y in _windows(sequence, seq_len))
+    windows = ((None, x, y) for x, y in _windows(tokens, seq_len, stream.bos_id))
     for _, nats, count in _score(model, windows, batch_size):
         totals.nats += nats
         totals.tokens += count
-    totals.bytes = _text_bytes(sp, tokens, eos_id)
-    totals.documents = int((tokens == eos_id).sum())
+    totals.bytes = _text_bytes(sp, tokens, {stream.bos_id, stream.eos_id})
+    totals.documents = int((tokens == stream.eos_id).sum())
     return totals.metrics()
 
 
 def _document_metrics(
-    model, documents, sp, bos_id, eos_id, max_tokens, batch_size, seq_len
+    model: Llama,
+    documents: Iterable[tuple[str, Sequence[int]]],
+    stream: TokenStream,
+    sp: spm.SentencePieceProcessor,
+    max_tokens: int | None,
+    batch_size: int,
+    seq_len: int,
 ) -> dict:
     overall, per_corpus = _Totals(), defaultdict(_Totals)
+    bos_id, eos_id = stream.bos_id, stream.eos_id
 
     def windows() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         budget = 0
@@ -185,7 +201,7 @@ def _document_metrics(
             for totals in (overall, per_corpus[corpus]):
                 totals.bytes += text_bytes
                 totals.documents += 1
-            for x, y in _windows(sequence, seq_len):
+            for x, y in _windows(sequence, seq_len, bos_id):
                 yield corpus, x, y
 
     for corpus, nats, count in _score(model, windows(), batch_size):

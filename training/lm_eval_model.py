@@ -13,17 +13,21 @@ built-ins through a lazy table, others by `@register_model` at import) and disco
 through entry points, so a bare `lm_eval --model llamapipe` cannot see this class. Running this
 module imports the registration and then hands the command line to lm_eval's own CLI (every
 lm_eval option works). In Python: `simple_evaluate(model=LlamapipeLM(checkpoint=...), ...)`.
-An HF export (`llamapipe export-hf --dtype float32`) runs in the stock harness instead:
-`lm_eval --model hf --model_args pretrained=EXPORT_DIR,add_bos_token=True,dtype=float32 ...`
-(LLaMA scores with `<s>` first, as this class does). Its `loglikelihood` (multiple choice)
-numbers equal ours; its `loglikelihood_rolling` ones (perplexity tasks) do not quite: the
-exported tokenizer adds `<s>` to the text and the harness also conditions on `<s>`, so it scores
-an extra `<s>` after `<s>` (slightly worse bits per byte). This class scores the text only.
 
-Tokenization is the run's SentencePiece model (`tokenizer.model` of the run's data_dir, or
-`tokenizer=PATH`): contexts start with `<s>`; the continuation's tokens are those of
-context + continuation after the context's (the harness's own split, trailing context spaces
-moved to the continuation), so scores equal the `hf` model's on the export.
+Framing: every text starts with `<s>`, as every document does in the token shards the model
+was trained on (curation/token_shards.py): contexts are `<s>` + the context's tokens, the
+continuation's tokens are those of context + continuation after the context's (the harness's
+own split, trailing context spaces moved to the continuation), and a rolling text is scored
+as `<s> text` (its tokens, conditioned on `<s>`; no `</s>`, as the harness scores perplexity
+tasks). Tokenization is the run's SentencePiece model (`tokenizer.model` of the run's
+data_dir, or `tokenizer=PATH`).
+
+An HF export (`llamapipe export-hf --dtype float32`) runs in the stock harness and scores the
+same numbers (tests/test_lm_eval.py): `lm_eval --model hf --model_args
+pretrained=EXPORT_DIR,add_bos_token=True,dtype=float32 ...` for multiple-choice tasks
+(`loglikelihood`). For perplexity tasks (`loglikelihood_rolling`) give `add_bos_token=False`:
+the harness conditions rolling texts on `<s>` itself, and with `add_bos_token=True` its
+tokenizer adds a second `<s>`, which it then scores as the text's first token.
 """
 
 from __future__ import annotations

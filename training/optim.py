@@ -1,7 +1,9 @@
-"""AdamW and the learning-rate schedule of the paper (section 2.2).
+"""AdamW and the learning-rate schedule of the paper (section 2.3).
 
 AdamW with beta1 0.9, beta2 0.95, weight decay 0.1, gradient clipping 1.0 (the trainer clips),
-2000 warmup steps, cosine decay to 10% of the peak rate.
+2000 warmup steps, cosine decay to 10% of the peak rate. The numbers are `TrainConfig`'s
+defaults (training/config.py), which the defaults here take, so the recipe is written once.
+Adam's epsilon is not in the paper: 1e-8, PyTorch's default (`ADAM_EPS`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
+
+from training.config import TrainConfig
+
+ADAM_EPS = 1e-8
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -29,9 +35,9 @@ def build_optimizer(
     model: nn.Module,
     lr: float,
     *,
-    weight_decay: float = 0.1,
-    betas: tuple[float, float] = (0.9, 0.95),
-    eps: float = 1e-8,
+    weight_decay: float = TrainConfig.weight_decay,
+    betas: tuple[float, float] = (TrainConfig.adam_beta1, TrainConfig.adam_beta2),
+    eps: float = ADAM_EPS,
 ) -> torch.optim.AdamW:
     """AdamW over `param_groups`. Fused (one kernel for all parameters) when they are on CUDA."""
     on_cuda = all(p.is_cuda for p in model.parameters())
@@ -60,10 +66,10 @@ class WarmupCosine:
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     total_steps: int,
-    warmup_steps: int = 2000,
-    min_ratio: float = 0.1,
+    warmup_steps: int = TrainConfig.warmup_steps,
+    min_ratio: float = TrainConfig.min_lr_ratio,
 ) -> LambdaLR:
     """The schedule as a `LambdaLR` (its `state_dict` holds the step, so a resumed run continues
     where it stopped). Call `.step()` after each `optimizer.step()`. The paper's 7B: 1T tokens in
-    4M-token batches is `total_steps=250_000`."""
+    4M-token batches is `total_steps=238_419`."""
     return LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps, min_ratio))

@@ -225,12 +225,14 @@ class Meter:
 
 
 class Trainer:
-    """Model, optimizer, schedule and loader of one run, built from a `TrainConfig` and resumed
-    from the output directory's latest checkpoint when there is one."""
+    """Model, optimizer, schedule and loader of one run, built from a `TrainConfig` (resolved:
+    the preset's rate, steps and micro-batch where the config says 0) and resumed from the
+    output directory's latest checkpoint when there is one."""
 
     def __init__(
         self, config: TrainConfig, runtime: Runtime, echo: Callable[[str], None] = print
     ) -> None:
+        config = config.resolve()
         self.config, self.runtime, self.echo = config, runtime, echo
         self.output = Path(config.output_dir)
         self.main = runtime.rank == 0
@@ -248,7 +250,10 @@ class Trainer:
 
         self.model = build_model(config, self.model_config, runtime)
         self.optimizer = build_optimizer(
-            self.model, config.peak_lr, weight_decay=config.weight_decay
+            self.model,
+            config.lr,
+            weight_decay=config.weight_decay,
+            betas=(config.adam_beta1, config.adam_beta2),
         )
         self.scheduler = build_scheduler(
             self.optimizer, config.max_steps, config.warmup_steps, config.min_lr_ratio
@@ -258,8 +263,6 @@ class Trainer:
             batch_size=config.micro_batch_size,
             seed=config.seed,
             num_workers=config.loader_workers,
-            prepend_bos=config.prepend_bos,
-            bos_id=manifest["tokenizer"].get("bos_id", 1),
             pin_memory=cuda,
         )
         self.loader = TokenLoader(

@@ -13,8 +13,9 @@ export LLAMAPIPE_DATA_ROOT := $(DATA)
 
 .PHONY: demo test setup sample ui lint bench clean
 
-# The sample world's Wikipedia languages: one perplexity-model run per language partition.
-LM_LANGUAGES := en fr de es
+# The crawl's kept languages (English, as the paper's CommonCrawl): one perplexity-model run
+# per language partition. The sample crawl holds 8 languages; the others are dropped rows.
+LM_LANGUAGES := en
 STAGES       := cc_documents cc_line_dedup cc_language cc_perplexity cc_wikiref commoncrawl c4
 SOURCES      := wikipedia github books arxiv stackexchange
 CORPUS       := deduplicated mixture
@@ -25,7 +26,8 @@ demo: setup sample $(DAGSTER_HOME)/dagster.yaml
 	$(EXECUTE) -j reference
 	$(EXECUTE) -j sources -c pipelines/sample/sources.yaml
 	for lang in $(LM_LANGUAGES); do \
-		$(EXECUTE) -j perplexity_models --tags "{\"dagster/partition\": \"$$lang\"}" || exit 1; \
+		$(EXECUTE) -j perplexity_models -c pipelines/sample/perplexity_models.yaml \
+			--tags "{\"dagster/partition\": \"$$lang\"}" || exit 1; \
 	done
 	$(EXECUTE) -j crawl --tags '{"dagster/partition": "$(PARTITION)"}'
 	$(EXECUTE) -j corpus -c pipelines/sample/corpus.yaml

@@ -50,7 +50,8 @@ def c4(
     or "{" dropped; repeated 3-sentence spans removed after their first occurrence."""
     language = run_downstream(
         context,
-        LanguageId(threshold=config.language_threshold),
+        # Every confident language: C4's own rule keeps `languages`, with its own reason.
+        LanguageId(threshold=config.language_threshold, languages=()),
         CCDocuments.name,
         data_root,
         shard_executor,

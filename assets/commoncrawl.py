@@ -33,12 +33,16 @@ class CCDocumentsConfig(Config):
 class LineDedupConfig(Config):
     group_size: int = LineDedup.group_size
     min_chars: int = LineDedup.min_chars
+    # CCNet's normalize_for_dedup, or this project's broader key (curation/normalize.py).
+    normalization: Literal["ccnet", "broad"] = "ccnet"
     force: bool = False
 
 
 class LanguageConfig(Config):
     model: str = LanguageId.model
     threshold: float = LanguageId.threshold
+    # The paper's CommonCrawl is English; [] keeps every language (a multilingual crawl).
+    languages: list[str] = list(LanguageId.languages)
     force: bool = False
 
 
@@ -87,7 +91,11 @@ def cc_line_dedup(
     run = run_downstream(context, stage, CCDocuments.name, data_root, shard_executor, config.force)
     upstream = data_root.stage_dir(CCDocuments.name, context.partition_key)
     return run.result(
-        checks=[boilerplate_removed(data_root, context.partition_key, run.output, upstream)]
+        checks=[
+            boilerplate_removed(
+                data_root, context.partition_key, run.output, upstream, config.normalization
+            )
+        ]
     )
 
 
@@ -105,8 +113,9 @@ def cc_language(
     data_root: DataRoot,
     shard_executor: ShardExecutorResource,
 ) -> MaterializeResult:
-    """fastText lid.176 on each document (newlines removed); keeps language_score >= the
-    threshold. The language histogram is in the metadata."""
+    """fastText lid.176 on each document (newlines removed, score rounded to two decimals);
+    keeps the configured languages (English) at language_score >= the threshold. The
+    language histograms, kept and dropped, are in the metadata."""
     stage = stage_from_config(LanguageId, config)
     run = run_downstream(context, stage, LineDedup.name, data_root, shard_executor, config.force)
     return run.result()

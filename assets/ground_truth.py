@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSeverity
 
 from assets.resources import DataRoot
-from curation.normalize import dedup_key
+from curation.line_dedup import LINE_KEYS
 from curation.storage import Storage
 
 BOILERPLATE_REMOVED = "planted_boilerplate_removed"
@@ -40,16 +40,17 @@ def _no_truth(name: str) -> AssetCheckResult:
 
 
 def boilerplate_removed(
-    data_root: DataRoot, crawl: str, output: str, upstream: str
+    data_root: DataRoot, crawl: str, output: str, upstream: str, normalization: str
 ) -> AssetCheckResult:
-    """Planted template lines are gone; lines unique in the crawl survive in kept documents."""
+    """Planted template lines are gone; lines unique in the crawl (by the line-dedup key the
+    stage used) survive in kept documents."""
     planted = read_truth(data_root, crawl, BOILERPLATE_FILE)
     if planted is None:
         return _no_truth(BOILERPLATE_REMOVED)
     storage = data_root.storage()
     boilerplate = {row["line"] for row in planted}
     before, after = _texts(storage, upstream), _texts(storage, output)
-    # Unique by dedup key: two lines differing only in digits or punctuation are duplicates.
+    dedup_key = LINE_KEYS[normalization]
     keys = Counter(
         key for text in before.values() for key in {dedup_key(x) for x in text.split("\n")}
     )

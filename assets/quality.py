@@ -1,9 +1,9 @@
 """Common Crawl quality, after language id: KenLM perplexity buckets (CCNet), the
 Wikipedia-reference classifier (RedPajama), and exact dedup into the final `commoncrawl`."""
 
-import json
 import math
 import posixpath
+from typing import Literal
 
 import pyarrow as pa
 from dagster import (
@@ -24,27 +24,48 @@ from assets.checks import PERPLEXITY_ORDERED, perplexity_ordered, read_all_rows,
 from assets.commoncrawl import GROUP, cc_language
 from assets.ground_truth import SPAM_REMOVED, planted_removed
 from assets.partitions import crawls
-from assets.reference import WIKIPEDIA_PARTITION, kenlm_model, models_dir, wikipedia
+from assets.reference import PERPLEXITY_MODELS, WIKIPEDIA_PARTITION, kenlm_model, wikipedia
 from assets.resources import DataRoot, ShardExecutorResource
 from assets.stage_run import run_downstream, stage_from_config
 from curation.exact_dedup import ExactDedup
-from curation.langid import LanguageId
-from curation.perplexity import DEFAULT_PERCENTILES, Perplexity, crawl_cutoffs, models_fingerprint
+from curation.inputs import partition_shards
+from curation.langid import CRAWL_LANGUAGES, LanguageId
+from curation.perplexity import Perplexity
+from curation.perplexity_cutoffs import (
+    DEFAULT_PERCENTILES,
+    SAMPLE_DOCUMENTS,
+    crawl_cutoffs,
+    read_cutoff_csv,
+    read_cutoffs,
+    scorer_for,
+    write_cutoffs,
+)
 from curation.wikipedia import WikipediaText
 from curation.wikiref import (
     FastTextParams,
     WikiRefFilter,
     cited_url_set,
     crawl_pages,
+    file_sha256,
     train_classifier,
     training_set,
 )
 
 
 class CutoffsConfig(Config):
+    """How the crawl's documents are scored (recorded for `cc_perplexity`, which scores the
+    rest the same way) and where the cutoffs come from."""
+
+    # The scored languages: the crawl's kept languages; [] = every language with models.
+    languages: list[str] = list(CRAWL_LANGUAGES)
+    scoring: Literal["ccnet", "lines"] = "ccnet"  # CCNet's whole document, or line by line
+    max_chars: int = 0  # score only the first characters of each unit; 0 = all (CCNet)
     percentiles: list[float] = list(DEFAULT_PERCENTILES)
-    # A configured table (language -> [p30, p60]) overrides the computed cutoffs, like
-    # CCNet's cutoff.csv shipped with its release; languages missing from it are computed.
+    # Documents of the crawl scored for the cutoffs (whole shards); 0 = every document.
+    sample_documents: int = SAMPLE_DOCUMENTS
+    # CCNet's cutoff.csv (a path or an http(s) URL): its cutoffs win over computed ones.
+    cutoff_csv: str = ""
+    # language -> [low, high]: wins over both.
     table: dict[str, list[float]] = {}
 
 
@@ -56,48 +77,54 @@ class CutoffsConfig(Config):
     kinds={"kenlm", "json"},
 )
 def perplexity_cutoffs(
-    context: AssetExecutionContext, config: CutoffsConfig, data_root: DataRoot
+    context: AssetExecutionContext,
+    config: CutoffsConfig,
+    data_root: DataRoot,
+    shard_executor: ShardExecutorResource,
 ) -> MaterializeResult:
-    """Per-language perplexity cutoffs (30th and 60th percentiles of this crawl), the head /
-    middle / tail boundaries `cc_perplexity` buckets with (CCNet's cutoff.csv)."""
+    """Per-language perplexity cutoffs (30th and 60th percentiles over a sample of this
+    crawl), the head / middle / tail boundaries `cc_perplexity` buckets with, and the
+    sample's scores, which `cc_perplexity` reads back instead of scoring again."""
     storage = data_root.storage()
-    documents = data_root.stage_dir(LanguageId.name, context.partition_key)
+    crawl = context.partition_key
+    output = data_root.stage_dir("perplexity_cutoffs", crawl)
+    scorer = scorer_for(
+        storage, PERPLEXITY_MODELS, output, config.languages,
+        scoring=config.scoring, max_chars=config.max_chars,
+    )  # fmt: skip
+    configured = read_cutoff_csv(config.cutoff_csv, config.percentiles) if config.cutoff_csv else {}
+    configured |= config.table
+    inputs = partition_shards(storage, data_root.stage_dir(LanguageId.name, crawl))
     cutoffs, scores = crawl_cutoffs(
-        storage, documents, models_dir(data_root), tuple(config.percentiles), config.table
-    )
-    output = data_root.stage_dir("perplexity_cutoffs", context.partition_key)
-    storage.makedirs(output)
-    storage.write_bytes(
-        cutoffs_path(output), json.dumps(cutoffs, indent=2, sort_keys=True).encode()
-    )
+        scorer, inputs, storage, shard_executor.executor(),
+        config.sample_documents, config.percentiles, configured,
+    )  # fmt: skip
+    path = write_cutoffs(storage, output, scorer, cutoffs)
     figure = plots.histograms(
         {lang: v.tolist() for lang, v in scores.items()},
-        "document perplexity by language, with the cutoffs",
+        "document perplexity by language (the sample), with the cutoffs",
         "perplexity",
         cutoffs=cutoffs,
         log_x=True,
     )
-    rows = ["| language | p30 | p60 | documents | source |", "|---|---:|---:|---:|---|"]
+    rows = ["| language | low | high | sampled documents | source |", "|---|---:|---:|---:|---|"]
     for lang, (low, high) in sorted(cutoffs.items()):
-        source = "configured" if lang in config.table else "computed"
+        source = "configured" if lang in configured else "computed"
         rows.append(f"| {lang} | {low:.1f} | {high:.1f} | {len(scores.get(lang, []))} | {source} |")
     return MaterializeResult(
         metadata={
-            "path": MetadataValue.path(cutoffs_path(output)),
+            "path": MetadataValue.path(path),
             "cutoffs": MetadataValue.md("\n".join(rows)),
+            "scored_languages": ", ".join(scorer.languages),
+            "sampled_documents": sum(len(v) for v in scores.values()),
             "histogram": plots.save_png(figure, storage, output, "perplexity"),
         }
     )
 
 
-def cutoffs_path(output: str) -> str:
-    return posixpath.join(output, "cutoffs.json")
-
-
 class PerplexityConfig(Config):
     keep_buckets: list[str] = list(Perplexity.keep_buckets)
     keep_unmodelled: bool = Perplexity.keep_unmodelled
-    max_chars_per_line: int = Perplexity.max_chars_per_line
     force: bool = False
 
 
@@ -115,25 +142,23 @@ def cc_perplexity(
     data_root: DataRoot,
     shard_executor: ShardExecutorResource,
 ) -> MaterializeResult:
-    """KenLM perplexity of each document with its language's model (CCNet's formula over
-    normalized lines); `bucket` head / middle / tail by the crawl's cutoffs; head and middle
-    kept. Languages without a model go to bucket `all`."""
+    """KenLM perplexity of each document with its language's model (CCNet's: the whole
+    document normalized and scored once, scored as `perplexity_cutoffs` recorded, its sample
+    read back); `bucket` head / middle / tail by the crawl's cutoffs; head and middle kept.
+    Documents of languages without cutoffs go to bucket `all`."""
     storage = data_root.storage()
     crawl = context.partition_key
-    cutoffs_file = cutoffs_path(data_root.stage_dir("perplexity_cutoffs", crawl))
-    cutoffs = json.loads(storage.read_bytes(cutoffs_file))
-    stage = stage_from_config(
-        Perplexity,
-        config,
-        models_dir=models_dir(data_root),
-        cutoffs=cutoffs,
-        models_fingerprint=models_fingerprint(models_dir(data_root), sorted(cutoffs)),
+    stage = read_cutoffs(
+        storage,
+        data_root.stage_dir("perplexity_cutoffs", crawl),
+        keep_buckets=tuple(config.keep_buckets),
+        keep_unmodelled=config.keep_unmodelled,
     )
     run = run_downstream(context, stage, LanguageId.name, data_root, shard_executor, config.force)
     scored = read_all_rows(storage, run.output, ["language", "perplexity", "bucket", "url"])
     figure = plots.histograms(
         _perplexity_by_language(scored), "perplexity by language (kept and dropped)",
-        "perplexity", cutoffs=cutoffs, log_x=True,
+        "perplexity", cutoffs=stage.cutoffs, log_x=True,
     )  # fmt: skip
     return run.result(
         metadata={"histogram": plots.save_png(figure, storage, run.output, "perplexity")},
@@ -230,7 +255,8 @@ def classifier_path(output: str) -> str:
 
 
 class WikiRefConfig(Config):
-    threshold: float = WikiRefFilter.threshold  # RedPajama's value
+    # What the classifier calls a reference (0.5); RedPajama kept 0.25 and up.
+    threshold: float = WikiRefFilter.threshold
     force: bool = False
 
 
@@ -248,10 +274,15 @@ def cc_wikiref(
     data_root: DataRoot,
     shard_executor: ShardExecutorResource,
 ) -> MaterializeResult:
-    """`wiki_prob` from the Wikipedia-reference classifier; pages at or above the threshold
-    are kept."""
+    """`wiki_prob` from the Wikipedia-reference classifier; pages the classifier calls
+    references (at or above the threshold) are kept."""
     model = classifier_path(data_root.stage_dir("wikiref_classifier", context.partition_key))
-    stage = stage_from_config(WikiRefFilter, config, model=model)
+    stage = stage_from_config(
+        WikiRefFilter,
+        config,
+        model=data_root.relative(model),
+        model_sha256=file_sha256(model),
+    )
     run = run_downstream(context, stage, Perplexity.name, data_root, shard_executor, config.force)
     scored = read_all_rows(data_root.storage(), run.output, ["bucket", "wiki_prob"])
     by_bucket: dict[str, list[float]] = {}

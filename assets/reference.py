@@ -17,7 +17,9 @@ from assets.resources import DataRoot, ShardExecutorResource
 from assets.stage_run import run_stage_asset
 from curation.inputs import WIKI_DUMP_SUFFIXES, archive_shards
 from curation.lm_train import (
+    CCNET_VOCAB_SIZE,
     EmptyCorpus,
+    install_released,
     language_texts,
     model_files,
     train_kenlm,
@@ -27,6 +29,7 @@ from curation.wikipedia import WikipediaText
 
 GROUP = "reference"
 WIKIPEDIA_PARTITION = "all"
+PERPLEXITY_MODELS = "models/perplexity"  # under the data root
 
 # The paper's 20 Wikipedia languages; the perplexity models exist per language.
 WIKI_LANGUAGES = "bg ca cs da de en es fr hr hu it nl pl pt ro ru sl sr sv uk".split()  # noqa: SIM905
@@ -38,10 +41,19 @@ class WikipediaConfig(Config):
     force: bool = False
 
 
-class LanguageModelConfig(Config):
-    vocab_size: int = 4000  # CCNet used 65536 on full Wikipedia; small for the sample world
-    order: int = 5
+class ReleasedModelConfig(Config):
+    # A directory or http(s) URL holding CCNet's released `{lang}.sp.model` and
+    # `{lang}.arpa.bin`: installed instead of trained ("" trains on Wikipedia).
+    released: str = ""
+
+
+class LMTokenizerConfig(ReleasedModelConfig):
+    vocab_size: int = CCNET_VOCAB_SIZE
     seed: int = 0
+
+
+class KenLMConfig(ReleasedModelConfig):
+    order: int = 5  # CCNet's `lmplz -o 5`
 
 
 @asset(
@@ -74,8 +86,22 @@ def wikipedia_text(data_root: DataRoot, language: str) -> list[str]:
 
 
 def models_dir(data_root: DataRoot) -> str:
-    """KenLM and SentencePiece need local files: perplexity models live on the local disk."""
-    return data_root.storage().path("models", "perplexity")
+    """KenLM and SentencePiece need local files: perplexity models live on the local disk.
+    Stages get `PERPLEXITY_MODELS`, relative to the data root, so their manifests are the
+    same wherever the root is."""
+    return data_root.storage().path(PERPLEXITY_MODELS)
+
+
+def _released(source: str, data_root: DataRoot, language: str, kind: str) -> MaterializeResult:
+    path = install_released(source, models_dir(data_root), language, kind)
+    return MaterializeResult(
+        metadata={
+            "status": "released",
+            "source": source,
+            "path": MetadataValue.path(str(path)),
+            "bytes": path.stat().st_size,
+        }
+    )
 
 
 def _no_corpus(context: AssetExecutionContext, error: EmptyCorpus) -> MaterializeResult:
@@ -90,11 +116,14 @@ def _no_corpus(context: AssetExecutionContext, error: EmptyCorpus) -> Materializ
     kinds={"sentencepiece"},
 )
 def lm_tokenizer(
-    context: AssetExecutionContext, config: LanguageModelConfig, data_root: DataRoot
+    context: AssetExecutionContext, config: LMTokenizerConfig, data_root: DataRoot
 ) -> MaterializeResult:
     """Per language, a SentencePiece unigram model on CCNet-normalized Wikipedia text
-    (lowercase, accents stripped, digits to 0, punctuation mapped)."""
+    (lowercase, accents stripped, digits to 0, punctuation mapped), or CCNet's released
+    model (`released`)."""
     language = context.partition_key
+    if config.released:
+        return _released(config.released, data_root, language, "tokenizer")
     texts = wikipedia_text(data_root, language)
     out_dir = posixpath.join(models_dir(data_root), language)
     try:
@@ -120,11 +149,14 @@ def lm_tokenizer(
     kinds={"kenlm"},
 )
 def kenlm_model(
-    context: AssetExecutionContext, config: LanguageModelConfig, data_root: DataRoot
+    context: AssetExecutionContext, config: KenLMConfig, data_root: DataRoot
 ) -> MaterializeResult:
     """Per language, a KenLM 5-gram (`lmplz -o 5`, `--discount_fallback` when the corpus is
-    too small for the default discounts) over the tokenized Wikipedia text, as a binary."""
+    too small for the default discounts) over the tokenized Wikipedia text, as a binary; or
+    CCNet's released model (`released`)."""
     language = context.partition_key
+    if config.released:
+        return _released(config.released, data_root, language, "kenlm")
     files = model_files(models_dir(data_root), language)
     if not files.tokenizer.exists():
         return _no_corpus(context, EmptyCorpus(f"no lm_tokenizer for {language}"))

@@ -42,6 +42,12 @@ class DataRoot(ConfigurableResource):
     def stage_dir(self, asset: str, partition: str) -> str:
         return self.storage().path("stages", asset, partition)
 
+    def relative(self, path: str) -> str:
+        """A path under the root as stage configs record it: relative to the root, so a
+        manifest is byte-identical wherever the root is (stages resolve it with
+        `Storage.path`)."""
+        return posixpath.relpath(path, self.storage().base)
+
 
 class ShardExecutorResource(ConfigurableResource):
     """Runs a stage's per-shard map: a local process pool (`workers=0` uses every CPU the

@@ -1,6 +1,6 @@
 """CommonCrawl quality stages on the sample crawl: docs/s of each, one worker, and for
-`cc_perplexity` the ratio to bare `kenlm.Model.score` on the same normalized, tokenized lines
-(the floor: no Parquet, no normalization, no tokenization, no bucketing).
+`cc_perplexity` the ratio to bare `kenlm.Model.score` on the same normalized, tokenized
+documents (the floor: no Parquet, no normalization, no tokenization, no bucketing).
 
     python bench/bench_quality.py --sample data/sample
 """
@@ -11,6 +11,7 @@ import argparse
 import os
 import tempfile
 import time
+from dataclasses import replace
 
 import pyarrow.parquet as pq
 from report import print_rows
@@ -18,12 +19,14 @@ from report import print_rows
 from curation.c4 import C4Filter
 from curation.cc_documents import CCDocuments
 from curation.exact_dedup import ExactDedup
+from curation.executor import LocalExecutor
 from curation.inputs import WIKI_DUMP_SUFFIXES, archive_shards, partition_shards
 from curation.langid import LanguageId
 from curation.line_dedup import LineDedup
 from curation.lm_train import language_texts, model_files, train_kenlm, train_lm_tokenizer
-from curation.normalize import lm_normalize
-from curation.perplexity import Perplexity, crawl_cutoffs, load_kenlm, load_tokenizer
+from curation.normalize import normalize
+from curation.perplexity import load_kenlm, load_tokenizer
+from curation.perplexity_cutoffs import crawl_cutoffs, scorer_for
 from curation.runner import run_stage
 from curation.storage import Storage
 from curation.wikipedia import WikipediaText
@@ -47,21 +50,21 @@ def timed(fn) -> tuple[float, object]:
 def bare_kenlm_seconds(
     documents: str, storage: Storage, models: str, cutoffs: dict
 ) -> tuple[float, float]:
-    """Seconds of kenlm.Model.score alone over the pre-normalized, pre-tokenized lines of the
-    same documents (the floor), and of the plain loop normalize + encode + score per line."""
+    """Seconds of kenlm.Model.score alone over the pre-normalized, pre-tokenized documents
+    (the floor), and of the plain loop normalize + encode + score per document."""
     table = pq.read_table(documents, filesystem=storage.fs, columns=["text", "language"])
     raw: dict[str, list[str]] = {}
     texts, languages = table.column("text").to_pylist(), table.column("language").to_pylist()
     for text, language in zip(texts, languages, strict=True):
         if language in cutoffs:
-            raw.setdefault(language, []).extend(text.splitlines())
+            raw.setdefault(language, []).append(text)
     prepared: dict[str, list[str]] = {}
     started = time.perf_counter()
     for language, lines in raw.items():
         sp = load_tokenizer(str(model_files(models, language).tokenizer))
         model = load_kenlm(str(model_files(models, language).kenlm))
         for line in lines:
-            if normalized := lm_normalize(line):
+            if normalized := normalize(line):
                 tokens = " ".join(sp.encode(normalized, out_type=str))
                 model.score(tokens)
                 prepared.setdefault(language, []).append(tokens)
@@ -107,8 +110,11 @@ def main() -> None:
 
         dedup = stage(LineDedup(), documents)
         language = stage(LanguageId(), dedup)
-        cutoffs, _ = crawl_cutoffs(storage, language, models)
-        perplexity = stage(Perplexity(models_dir=models, cutoffs=cutoffs), language)
+        inputs = partition_shards(storage, language)
+        scorer = scorer_for(storage, models, os.path.join(tmp, "cutoffs"), LANGUAGES)
+        cutoffs, _ = crawl_cutoffs(scorer, inputs, storage, LocalExecutor(1))
+        # The stage scores every document itself (no sample to read back): its own speed.
+        perplexity = stage(replace(scorer, cutoffs=cutoffs, scores_dir=""), language)
         floor, plain = bare_kenlm_seconds(language, storage, models, cutoffs)
         name, rate, n, _ = rows[-1]  # same documents: the ratio of rates is floor / stage time
         note = f"{rate / (n / floor):.2f}x bare kenlm.Model.score, {rate / (n / plain):.2f}x loop"

@@ -1,4 +1,4 @@
-"""Generation speed of our LLaMA (issue 8) against HF transformers `generate`: same run, weights.
+"""Generation speed of our LLaMA against HF transformers `generate`: same run, weights.
 
 The 1.36B shape (dim 2048, 24 layers, 16 heads, ffn 5632, vocabulary 32000), random weights
 (seed 0), bf16, greedy, a random 32-token prompt (ids 3..31999, seeded), 256 new tokens (no

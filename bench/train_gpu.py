@@ -1,4 +1,4 @@
-"""Training throughput of our LLaMA on one GPU: tokens/s, MFU and peak memory (issue 7).
+"""Training throughput of our LLaMA on one GPU: tokens/s, MFU and peak memory.
 
 The 1.36B shape (dim 2048, 24 layers, 16 heads, ffn 5632, vocabulary 32000), sequence 2048,
 micro-batch 8; fp32 master weights, bf16 autocast, fused AdamW, gradient clipping 1.0, the LR

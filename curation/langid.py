@@ -1,8 +1,14 @@
 """`cc_language`: fastText lid.176 language id, as CCNet runs it.
 
-The whole document, newlines replaced by spaces (fastText reads one line per example), goes
-through one batched `predict` call per shard: the per-document Python overhead is what
-separates a pipeline from the bare library, so there is none.
+As CCNet's `split_by_lang.Classifier`: the whole document with its newlines removed (not
+replaced: fastText reads one line per example, and CCNet glues the lines together), the top
+label, its probability rounded to two decimals, and documents under the threshold (0.5)
+dropped. The paper's CommonCrawl is English, so the crawl branch keeps `en` by default; the
+other languages become dropped rows (`language_not_selected`), and a multilingual crawl is
+the named configuration `languages: []` (every language fastText is confident about).
+
+One batched `predict` call per shard: the per-document Python overhead is what separates a
+pipeline from the bare library, so there is none.
 """
 
 from __future__ import annotations
@@ -16,16 +22,18 @@ from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from curation.documents import DOCUMENT_FIELDS, drop_rows, schema_with
+from curation.screening import read_shard
 from curation.stage import ShardInput, ShardOutput, Stage
 from curation.storage import Storage
 
 BUNDLED_MODEL = "bundled:lid.176.ftz"
 LANGUAGE_FIELDS = [pa.field("language", pa.string()), pa.field("language_score", pa.float32())]
 LABEL_PREFIX = "__label__"
+# The paper's CommonCrawl: English pages only.
+CRAWL_LANGUAGES = ("en",)
+SCORE_DECIMALS = 2  # CCNet's `rounding`
 
 
 def resolve_model_path(model: str) -> str:
@@ -50,18 +58,19 @@ def load_model(path: str):
 
 
 def predict_languages(model, texts: list[str]) -> tuple[list[str], np.ndarray]:
-    """Top language and its probability for each text (newlines removed first)."""
-    lines = [t.replace("\n", " ").replace("\r", " ") for t in texts]
+    """Top language and its probability, rounded to two decimals, for each text (newlines
+    removed first, as CCNet does)."""
+    lines = [t.replace("\n", "") for t in texts]
     labels, probs = model.predict(lines, k=1)
     languages = [label[0].removeprefix(LABEL_PREFIX) if label else "" for label in labels]
-    scores = np.array([p[0] if len(p) else 0.0 for p in probs], dtype=np.float32)
-    return languages, scores
+    scores = np.array([p[0] if len(p) else 0.0 for p in probs], dtype=np.float64)
+    return languages, scores.round(SCORE_DECIMALS)
 
 
 @dataclass(frozen=True)
 class LanguageId(Stage):
     """Annotate `language`/`language_score`; keep documents scoring at least `threshold`
-    and, when `languages` is not empty, only those languages (C4 keeps English)."""
+    and, when `languages` is not empty, only those languages (English by default)."""
 
     name: ClassVar[str] = "cc_language"
     version: ClassVar[str] = "1"
@@ -70,17 +79,15 @@ class LanguageId(Stage):
 
     model: str = BUNDLED_MODEL
     threshold: float = 0.5
-    languages: tuple[str, ...] = ()
+    languages: tuple[str, ...] = CRAWL_LANGUAGES
 
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
-        table = pq.read_table(
-            shard.path, filesystem=storage.fs, columns=[f.name for f in DOCUMENT_FIELDS]
-        )
+        table = read_shard(self, shard, storage, [f.name for f in DOCUMENT_FIELDS])
         model = load_model(resolve_model_path(self.model))
         languages, scores = predict_languages(model, table.column("text").to_pylist())
         table = table.append_column(LANGUAGE_FIELDS[0], pa.array(languages, pa.string()))
         table = table.append_column(LANGUAGE_FIELDS[1], pa.array(scores, pa.float32()))
-        confident = np.asarray(pc.greater_equal(table.column("language_score"), self.threshold))
+        confident = scores >= self.threshold
         selected = np.array(
             [not self.languages or lang in self.languages for lang in languages], dtype=bool
         )

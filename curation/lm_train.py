@@ -5,10 +5,13 @@ Layout of a models directory (one subdirectory per language, what `Perplexity` r
     <models_dir>/<lang>/lm.sp.model   SentencePiece unigram model
     <models_dir>/<lang>/lm.binary     KenLM model (probing hash table, `build_binary` default)
 
-Both models see text through `lm_normalize` (lowercase, no accents, digits 0, ASCII
-punctuation), exactly as the documents they score will. Training is deterministic: the same
-lines, vocabulary size and seed give byte-identical files, so a model directory can be
-fingerprinted by content.
+Both models see text through CCNet's `normalize` (lowercase, no accents, digits 0, ASCII
+punctuation, control characters and so newlines removed), as the documents they score will.
+The KenLM model reads each article as one normalized line, as CCNet's scoring reads each
+crawl document (CCNet trained on the articles' opening text, one normalized line each); the
+SentencePiece model, which needs sentence-sized examples, reads each normalized line of an
+article. Training is deterministic: the same text, vocabulary size and seed give
+byte-identical files, so a model directory can be fingerprinted by content.
 """
 
 from __future__ import annotations
@@ -27,11 +30,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sentencepiece as spm
 
-from curation.normalize import lm_normalize
+from curation.crawl_index import fetch_segments
+from curation.normalize import normalize
 from curation.storage import Storage
 
 SP_MODEL_NAME = "lm.sp.model"
 KENLM_MODEL_NAME = "lm.binary"
+# CCNet's vocabulary size for its language models (its Makefile's VOCAB_SIZE).
+CCNET_VOCAB_SIZE = 65536
+# The names of CCNet's released models (http://dl.fbaipublicfiles.com/cc_net/lm/), per kind.
+RELEASED_NAMES = {"tokenizer": "{language}.sp.model", "kenlm": "{language}.arpa.bin"}
 # CCNet's value; rarer characters become <unk> instead of single-character pieces.
 CHARACTER_COVERAGE = 0.9995
 # SentencePiece skips training sentences longer than this (bytes); Wikipedia paragraphs can be
@@ -59,18 +67,25 @@ def model_files(models_dir: str | os.PathLike, language: str) -> LanguageModelFi
     return LanguageModelFiles(directory / SP_MODEL_NAME, directory / KENLM_MODEL_NAME)
 
 
-def normalized_lines(lines: Iterable[str]) -> Iterator[str]:
-    """Non-empty `lm_normalize`d lines; multi-line strings (whole documents) are split."""
-    for text in lines:
+def normalized_lines(texts: Iterable[str]) -> Iterator[str]:
+    """Every non-empty normalized line of the texts: SentencePiece's training sentences."""
+    for text in texts:
         for line in text.splitlines():
-            if normalized := lm_normalize(line):
+            if normalized := normalize(line):
                 yield normalized
 
 
+def normalized_documents(texts: Iterable[str]) -> Iterator[str]:
+    """Each text normalized whole, one line per text: the KenLM corpus."""
+    for text in texts:
+        if normalized := normalize(text):
+            yield normalized
+
+
 def train_lm_tokenizer(
-    lines: Iterable[str], out_dir: str | os.PathLike, vocab_size: int, seed: int = 0
+    texts: Iterable[str], out_dir: str | os.PathLike, vocab_size: int, seed: int = 0
 ) -> Path:
-    """Train `<out_dir>/lm.sp.model` on the normalized lines.
+    """Train `<out_dir>/lm.sp.model` on the normalized lines of the texts.
 
     Unigram, as CCNet's `lm_sp` models: the perplexity cutoffs were tuned with them, and a
     unigram model's segmentation is the most probable one, which keeps n-gram statistics
@@ -80,7 +95,7 @@ def train_lm_tokenizer(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    corpus = list(normalized_lines(lines))
+    corpus = list(normalized_lines(texts))
     if not corpus:
         raise EmptyCorpus(f"empty language-model corpus for {out.name}: no text to train on")
     spm.set_random_generator_seed(seed)
@@ -109,14 +124,14 @@ def tokenize(sp: spm.SentencePieceProcessor, lines: Sequence[str]) -> list[str]:
 
 
 def train_kenlm(
-    lines: Iterable[str],
+    texts: Iterable[str],
     sp_model: str | os.PathLike,
     out_dir: str | os.PathLike,
     order: int = 5,
     memory: str = "10%",
 ) -> Path:
-    """Train `<out_dir>/lm.binary`: `lmplz -o <order>` on the tokenized lines, then
-    `build_binary`.
+    """Train `<out_dir>/lm.binary`: `lmplz -o <order>` on the tokenized texts (one line
+    each), then `build_binary`.
 
     lmplz is first run as is; only when it cannot estimate Kneser-Ney discounts (its
     BadDiscountException, which small or repetitive corpora such as the sample's trigger)
@@ -127,7 +142,7 @@ def train_kenlm(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sp = spm.SentencePieceProcessor(model_file=str(sp_model))
-    corpus = tokenize(sp, list(normalized_lines(lines)))
+    corpus = tokenize(sp, list(normalized_documents(texts)))
     if not corpus:
         raise EmptyCorpus(f"empty language-model corpus for {out.name}: no text to train on")
     with tempfile.TemporaryDirectory(dir=out, prefix=".kenlm-") as tmp:
@@ -167,7 +182,7 @@ def _check(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def train_language_model(
-    lines: Sequence[str],
+    texts: Sequence[str],
     models_dir: str | os.PathLike,
     language: str,
     vocab_size: int,
@@ -176,9 +191,37 @@ def train_language_model(
 ) -> LanguageModelFiles:
     """Both models of one language, in the layout `Perplexity` reads."""
     files = model_files(models_dir, language)
-    train_lm_tokenizer(lines, files.tokenizer.parent, vocab_size, seed)
-    train_kenlm(lines, files.tokenizer, files.kenlm.parent, order)
+    train_lm_tokenizer(texts, files.tokenizer.parent, vocab_size, seed)
+    train_kenlm(texts, files.tokenizer, files.kenlm.parent, order)
     return files
+
+
+def install_released(source: str, models_dir: str | os.PathLike, language: str, kind: str) -> Path:
+    """Put one of CCNet's released models (`kind`: tokenizer or kenlm) where `Perplexity`
+    reads it, instead of training. `source` is a directory holding `{language}.sp.model` and
+    `{language}.arpa.bin`, or an http(s) URL of one: a file is hard-linked when it can be
+    (CCNet's English KenLM model is several GB), else copied; a URL is downloaded, resumably,
+    into `<models_dir>/.released/` first. Either way the model appears at once, complete."""
+    name = RELEASED_NAMES[kind].format(language=language)
+    files = model_files(models_dir, language)
+    target = files.tokenizer if kind == "tokenizer" else files.kenlm
+    if "://" in source:
+        cache = Path(models_dir, ".released")
+        fetch_segments(Storage("/"), str(cache), source, [name])
+        origin = cache / name
+    else:
+        origin = Path(source, name)
+        if not origin.is_file():
+            raise FileNotFoundError(f"no released model {name} in {source}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(origin, tmp)
+    except OSError:  # another filesystem, or links not allowed
+        shutil.copyfile(origin, tmp)
+    os.replace(tmp, target)
+    return target
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -37,10 +37,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from curation.arrays import ShardArrayTask, load_array, shard_array_path
 from curation.documents import DOCUMENT_FIELDS, drop_rows
+from curation.screening import read_shard
 from curation.stage import ShardInput, ShardOutput, Stage
 from curation.storage import Storage
 
@@ -190,8 +190,7 @@ class Mixture(Stage):
 
     def byte_histogram(self, shard: ShardInput, storage: Storage, workdir: str) -> np.ndarray:
         """Per corpus, the shard's training bytes binned by the sampling hash u."""
-        columns = ["id", "source", "text"]
-        table = pq.read_table(shard.path, filesystem=storage.fs, columns=columns)
+        table = read_shard(self, shard, storage, ["id", "source", "text"])
         corpora = self.corpora()
         hist = np.zeros((len(corpora), _BINS), dtype=np.int64)
         lengths = pc.binary_length(table.column("text")).to_pylist()
@@ -245,7 +244,7 @@ class Mixture(Stage):
         return math.floor(plan.achievable_epochs) + int(extra)
 
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
-        table = pq.read_table(shard.path, filesystem=storage.fs)
+        table = read_shard(self, shard, storage)
         if "language" not in table.column_names:
             table = table.append_column(_LANGUAGE, pa.nulls(table.num_rows, pa.string()))
         ids, sources = table.column("id").to_pylist(), table.column("source").to_pylist()
@@ -295,13 +294,17 @@ def realised_shares(histograms: dict[str, dict[str, int]]) -> dict[str, float]:
 
 def shares_off_plan(summary: dict[str, Any], histograms: dict, tolerance: float) -> list[str]:
     """Corpora whose realised share is further from the achievable plan than `tolerance`
-    plus what the corpus's granularity allows (one histogram bin of its bytes: a corpus of
-    three books cannot be cut at 23%)."""
+    plus what the granularity of sampling allows: one histogram bin of the corpus's own bytes
+    (a corpus of three books cannot be cut at 23%), and the shift the other corpora's bins
+    cause (one of them a bin over its share leaves every other corpus smaller in proportion,
+    which on a small corpus of large files is more than the tolerance)."""
     realised = realised_shares(histograms)
     stream = sum(p["sampled_tokens"] for p in summary["plan"]) or 1.0
+    grains = {p["corpus"]: p["granularity_tokens"] / stream for p in summary["plan"]}
     problems = []
     for p in summary["plan"]:
-        allowed = tolerance + p["granularity_tokens"] / stream
+        others = sum(grains.values()) - grains[p["corpus"]]
+        allowed = tolerance + grains[p["corpus"]] + p["achievable_share"] * others
         got = realised.get(p["corpus"], 0.0)
         if abs(got - p["achievable_share"]) > allowed:
             problems.append(

@@ -1,24 +1,35 @@
-"""`cc_perplexity`: CCNet's KenLM perplexity, per-language cutoffs and head/middle/tail buckets.
+"""`cc_perplexity`: CCNet's KenLM perplexity and head/middle/tail buckets per language.
 
-A document's perplexity is CCNet's: every non-empty `lm_normalize`d line is tokenized with the
-language's SentencePiece model and scored by its KenLM model (`score` includes `</s>`), and
+As CCNet's `mine.py` ran it (`scoring: ccnet`, the default): the whole document goes through
+CCNet's `normalize` (which removes newlines, so the document is one line), is cut into pieces
+by the language's SentencePiece model, and is scored once by its KenLM model, `<s>` and `</s>`
+included:
 
-    perplexity = 10 ** (-sum(log10 p) / sum(n_pieces + 1))   over the lines, rounded to 0.1.
+    perplexity = 10 ** (-log10 p(document) / (n_pieces + 1)),   rounded to 0.1.
 
-Buckets split each language at its own percentiles (30th and 60th, computed by the cutoffs
-asset over the crawl with `perplexities` + `compute_cutoffs`): head < p30 <= middle < p60 <=
-tail. Languages without cutoffs have no model: bucket `all`.
+`scoring: lines` is this project's earlier reading: every non-empty line normalized and scored
+on its own, the log-probabilities and lengths summed over the lines. `max_chars` cuts each
+scored unit (the document, or each line) to its first characters; 0, the default, scores
+everything, as CCNet did.
 
-Scoring is batched per shard and language: one SentencePiece call for all lines, then one
-`score` call per line, and numpy sums per document.
+Buckets split each language at its own cutoffs (curation/perplexity_cutoffs.py): head < p30
+<= middle < p60 <= tail. A document whose language is not scored, or has no cutoffs, is in
+bucket `all`. A document with nothing to score (only control characters) is infinitely
+perplexing, so tail: CCNet would have left it unscored in `all`, which keeps it.
+
+Scoring is batched per shard and language: one SentencePiece call for every unit, one KenLM
+`score` per unit, numpy sums per document. Scores the cutoffs step already computed for a
+shard (same input bytes, same models and settings) are read back instead of computed again:
+each document is scored once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import ClassVar
@@ -27,24 +38,22 @@ import kenlm
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import sentencepiece as spm
 
+from curation.arrays import load_array, save_array
 from curation.documents import drop_rows, schema_with
 from curation.langid import LANGUAGE_FIELDS
 from curation.lm_train import model_files
-from curation.normalize import lm_normalize_lines
-from curation.stage import ShardInput, ShardOutput, Stage
+from curation.manifest import fingerprint
+from curation.normalize import normalize
+from curation.screening import read_shard
+from curation.stage import ShardInput, ShardOutput, Stage, state_field
 from curation.storage import Storage
 
 INPUT_SCHEMA = schema_with(LANGUAGE_FIELDS)
 PERPLEXITY_FIELDS = [pa.field("perplexity", pa.float32()), pa.field("bucket", pa.string())]
-UNMODELLED_BUCKET = "all"
-DEFAULT_PERCENTILES = (30, 60)
-# Only the first 10,000 characters of a line are scored: a line's perplexity is an average
-# over its pieces, which a long prefix estimates well, and a 2 MB line without newlines then
-# costs milliseconds instead of seconds of Python normalization and SentencePiece encoding.
-MAX_CHARS_PER_LINE = 10_000
+UNBUCKETED = "all"
+SCORING_MODES = ("ccnet", "lines")
 
 
 @cache
@@ -62,15 +71,21 @@ def load_tokenizer(path: str) -> spm.SentencePieceProcessor:
     return spm.SentencePieceProcessor(model_file=path)
 
 
-def scored_lines(texts: Sequence[str], max_chars_per_line: int) -> tuple[np.ndarray, list[str]]:
-    """The non-empty normalized lines of every text, and the index of the text each came from."""
+def scoring_units(
+    texts: Sequence[str], scoring: str, max_chars: int = 0
+) -> tuple[np.ndarray, list[str]]:
+    """The normalized strings KenLM scores, and the index of the text each came from: one per
+    text (`ccnet`) or one per non-empty line (`lines`). Empty units are left out."""
+    cut = (lambda s: s[:max_chars]) if max_chars else (lambda s: s)
     owners: list[int] = []
-    lines: list[str] = []
+    units: list[str] = []
     for i, text in enumerate(texts):
-        normalized = lm_normalize_lines(text, max_chars_per_line)
-        owners.extend([i] * len(normalized))
-        lines.extend(normalized)
-    return np.array(owners, dtype=np.int64), lines
+        parts = [text] if scoring == "ccnet" else text.splitlines()
+        for part in parts:
+            if normalized := normalize(cut(part)):
+                owners.append(i)
+                units.append(normalized)
+    return np.array(owners, dtype=np.int64), units
 
 
 class DocumentScorer:
@@ -80,33 +95,37 @@ class DocumentScorer:
         self,
         kenlm_path: str | os.PathLike,
         sp_path: str | os.PathLike,
-        max_chars_per_line: int = MAX_CHARS_PER_LINE,
+        scoring: str = "ccnet",
+        max_chars: int = 0,
     ):
+        if scoring not in SCORING_MODES:
+            raise ValueError(f"scoring must be one of {SCORING_MODES}, got {scoring!r}")
         self.model = load_kenlm(os.fspath(kenlm_path))
         self.tokenizer = load_tokenizer(os.fspath(sp_path))
-        self.max_chars_per_line = max_chars_per_line
+        self.scoring, self.max_chars = scoring, max_chars
 
     @classmethod
     def for_language(
-        cls, models_dir: str, language: str, max_chars_per_line: int = MAX_CHARS_PER_LINE
+        cls, models_dir: str, language: str, scoring: str = "ccnet", max_chars: int = 0
     ) -> DocumentScorer:
         files = model_files(models_dir, language)
-        return cls(files.kenlm, files.tokenizer, max_chars_per_line)
+        return cls(files.kenlm, files.tokenizer, scoring, max_chars)
 
     def perplexity(self, text: str) -> float:
         return float(self.perplexities([text])[0])
 
     def perplexities(self, texts: Sequence[str]) -> np.ndarray:
-        """One perplexity per text; a text without a scorable line gets inf (bucket tail)."""
-        owners, lines = scored_lines(texts, self.max_chars_per_line)
-        pieces = self.tokenizer.encode(lines, out_type=str)
-        log10 = np.fromiter((self.model.score(" ".join(p)) for p in pieces), np.float64)
-        lengths = np.fromiter((len(p) + 1 for p in pieces), np.float64)  # + 1: </s>
+        """One perplexity per text; a text with nothing to score gets inf."""
+        owners, units = scoring_units(texts, self.scoring, self.max_chars)
+        pieces = [" ".join(p) for p in self.tokenizer.encode(units, out_type=str)]
+        log10 = np.fromiter((self.model.score(p) for p in pieces), np.float64, len(pieces))
+        # CCNet counts the whitespace-separated tokens of the piece string, plus </s>.
+        lengths = np.fromiter((len(p.split()) + 1 for p in pieces), np.float64, len(pieces))
         total_log10 = np.bincount(owners, weights=log10, minlength=len(texts))
         total_length = np.bincount(owners, weights=lengths, minlength=len(texts))
         with np.errstate(divide="ignore", invalid="ignore"):
             ppl = np.where(total_length > 0, 10.0 ** (-total_log10 / total_length), np.inf)
-        return np.round(ppl, 1)
+        return np.array([round(value, 1) for value in ppl.tolist()], dtype=np.float64)
 
 
 def available_languages(models_dir: str) -> list[str]:
@@ -121,37 +140,6 @@ def available_languages(models_dir: str) -> list[str]:
     )
 
 
-def perplexities(
-    table: pa.Table, models_dir: str, max_chars_per_line: int = MAX_CHARS_PER_LINE
-) -> dict[str, np.ndarray]:
-    """Perplexity of every document of `table` (with `language` and `text` columns) whose
-    language has a model, grouped by language: the input of `compute_cutoffs`."""
-    languages = table.column("language")
-    result = {}
-    for language in available_languages(models_dir):
-        texts = table.filter(pc.equal(languages, language)).column("text").to_pylist()
-        if texts:
-            scorer = DocumentScorer.for_language(models_dir, language, max_chars_per_line)
-            result[language] = scorer.perplexities(texts)
-    return result
-
-
-def compute_cutoffs(
-    perplexities_by_language: Mapping[str, Sequence[float]],
-    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-) -> dict[str, tuple[float, float]]:
-    """Per-language perplexity percentiles (p30, p60 by default). Unscorable documents (inf)
-    are left out; a language with no finite perplexity gets no cutoffs."""
-    cutoffs = {}
-    for language, values in sorted(perplexities_by_language.items()):
-        finite = np.asarray(values, dtype=np.float64)
-        finite = finite[np.isfinite(finite)]
-        if finite.size:
-            low, high = np.percentile(finite, percentiles)
-            cutoffs[language] = (float(low), float(high))
-    return cutoffs
-
-
 def bucket(perplexity: float, cutoffs: Sequence[float]) -> str:
     """head < p30 <= middle < p60 <= tail (NaN and inf: tail)."""
     low, high = cutoffs
@@ -164,42 +152,48 @@ def bucket(perplexity: float, cutoffs: Sequence[float]) -> str:
 
 @dataclass(frozen=True)
 class Perplexity(Stage):
-    """Annotate `perplexity` and `bucket`; keep `keep_buckets` (and unmodelled languages when
+    """Annotate `perplexity` and `bucket`; keep `keep_buckets` (and bucket `all` when
     `keep_unmodelled`).
 
-    Which languages are modelled is decided by `cutoffs` alone (the asset passes cutoffs for
-    every language it trained), so the output is a function of the config; a language in
-    `cutoffs` whose model files are missing is an error, not a silent `all`. The runner
-    fingerprints config, not files: pass `models_fingerprint` (see `models_fingerprint()`)
-    so retrained models rerun the stage.
+    `languages` are the scored languages, each of which must have models under `models_dir`
+    (a path relative to the data root, or absolute); () scores every language that has them.
+    The runner fingerprints config, not files: pass `models_fingerprint` (see
+    `models_fingerprint()`) so retrained models rerun the stage. `scores_dir` is where the
+    cutoffs step left the scores of the shards it sampled; it is not configuration (reused
+    scores equal computed ones), so it is not fingerprinted.
     """
 
     name: ClassVar[str] = "cc_perplexity"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     output_schema: ClassVar[pa.Schema] = schema_with([*LANGUAGE_FIELDS, *PERPLEXITY_FIELDS])
     input_schema: ClassVar[pa.Schema] = INPUT_SCHEMA
 
     models_dir: str
     cutoffs: dict[str, list[float]] = field(default_factory=dict)
+    languages: tuple[str, ...] = ()
     keep_buckets: tuple[str, ...] = ("head", "middle")
     keep_unmodelled: bool = True
-    max_chars_per_line: int = MAX_CHARS_PER_LINE
+    scoring: str = "ccnet"  # one of SCORING_MODES
+    max_chars: int = 0
     models_fingerprint: str = ""
+    scores_dir: str = state_field()
+
+    def __post_init__(self) -> None:
+        if self.scoring not in SCORING_MODES:
+            raise ValueError(f"scoring must be one of {SCORING_MODES}, got {self.scoring!r}")
 
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
-        table = pq.read_table(shard.path, filesystem=storage.fs, columns=INPUT_SCHEMA.names)
+        table = read_shard(self, shard, storage, INPUT_SCHEMA.names)
         languages = table.column("language").to_pylist()
-        scores = self._score(table, languages)
-        modelled = np.array([lang in self.cutoffs for lang in languages], dtype=bool)
+        scores = self.shard_scores(shard, storage, table)
         buckets = [
-            bucket(score, self.cutoffs[lang]) if lang in self.cutoffs else UNMODELLED_BUCKET
-            for lang, score in zip(languages, scores, strict=True)
+            bucket(score, self.cutoffs[lang]) if lang in self.cutoffs else UNBUCKETED
+            for lang, score in zip(languages, scores.tolist(), strict=True)
         ]
-        table = table.append_column(
-            PERPLEXITY_FIELDS[0], pa.array(scores.astype(np.float32), mask=~modelled)
-        )
+        perplexity = pa.array(scores.astype(np.float32), mask=np.isnan(scores))
+        table = table.append_column(PERPLEXITY_FIELDS[0], perplexity)
         table = table.append_column(PERPLEXITY_FIELDS[1], pa.array(buckets, pa.string()))
-        reasons = [self._drop_reason(b) for b in buckets]
+        reasons = [self._drop_reason(b, s) for b, s in zip(buckets, scores.tolist(), strict=True)]
         keep = pa.array([r is None for r in reasons], pa.bool_())
         dropped = table.filter(pc.invert(keep))
         return ShardOutput(
@@ -211,19 +205,57 @@ class Perplexity(Stage):
             },
         )
 
-    def _score(self, table: pa.Table, languages: list[str]) -> np.ndarray:
-        """Perplexity per row; NaN for languages without a model."""
-        scores = np.full(table.num_rows, np.nan)
+    def scored_languages(self, storage: Storage) -> tuple[str, ...]:
+        return self.languages or tuple(available_languages(storage.path(self.models_dir)))
+
+    def shard_scores(self, shard: ShardInput, storage: Storage, table: pa.Table) -> np.ndarray:
+        """Perplexity per row (NaN for languages not scored): read back when the cutoffs step
+        scored this shard already, computed otherwise."""
+        saved = self.scores_path(shard)
+        if saved and storage.exists(saved):
+            return load_array(storage, saved)
+        return self.score_table(table, storage)
+
+    def score_table(self, table: pa.Table, storage: Storage) -> np.ndarray:
+        languages = table.column("language").to_pylist()
         texts = table.column("text")
-        for language in sorted(set(languages) & set(self.cutoffs)):
+        scores = np.full(table.num_rows, np.nan)
+        models = storage.path(self.models_dir)
+        for language in sorted(set(languages) & set(self.scored_languages(storage))):
             rows = np.array([i for i, lang in enumerate(languages) if lang == language])
-            scorer = DocumentScorer.for_language(self.models_dir, language, self.max_chars_per_line)
+            scorer = DocumentScorer.for_language(models, language, self.scoring, self.max_chars)
             scores[rows] = scorer.perplexities(texts.take(rows).to_pylist())
         return scores
 
-    def _drop_reason(self, bucket_name: str) -> str | None:
-        if bucket_name == UNMODELLED_BUCKET:
-            return None if self.keep_unmodelled else "no_language_model"
+    def scores_path(self, shard: ShardInput) -> str:
+        """Where this shard's scores are kept: named by the input's bytes and every setting
+        that changes a score, so a file is never read for another input or another model."""
+        if not self.scores_dir:
+            return ""
+        key = fingerprint(
+            {
+                "input": shard.fingerprint,
+                "languages": list(self.languages),
+                "scoring": self.scoring,
+                "max_chars": self.max_chars,
+                "models": self.models_fingerprint,
+            }
+        )
+        return posixpath.join(self.scores_dir, f"{shard.name}.{key[:16]}.npy")
+
+    def save_scores(self, shard: ShardInput, storage: Storage) -> None:
+        """Score a shard for the cutoffs and keep its scores for the stage to read back; a
+        shard already scored (a resumed run) is left as it is."""
+        path = self.scores_path(shard)
+        if not storage.exists(path):
+            table = read_shard(self, shard, storage, ["text", "language"])
+            save_array(storage, path, self.score_table(table, storage))
+
+    def _drop_reason(self, bucket_name: str, score: float) -> str | None:
+        if bucket_name == UNBUCKETED:
+            if self.keep_unmodelled:
+                return None
+            return "no_language_model" if np.isnan(score) else "no_cutoffs"
         return None if bucket_name in self.keep_buckets else f"{bucket_name}_bucket"
 
 
@@ -238,18 +270,3 @@ def models_fingerprint(models_dir: str, languages: Sequence[str]) -> str:
                 while chunk := f.read(1 << 20):
                     digest.update(chunk)
     return digest.hexdigest()
-
-
-def crawl_cutoffs(
-    storage: Storage,
-    documents: str,
-    models_dir: str,
-    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-    overrides: Mapping[str, Sequence[float]] | None = None,
-) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
-    """Cutoffs for a crawl from its language-identified documents (a partition directory),
-    with configured `overrides` winning, and the perplexities they came from."""
-    table = pq.read_table(documents, filesystem=storage.fs, columns=["text", "language"])
-    scores = perplexities(table, models_dir)
-    computed = {lang: list(c) for lang, c in compute_cutoffs(scores, percentiles).items()}
-    return computed | {lang: list(c) for lang, c in (overrides or {}).items()}, scores

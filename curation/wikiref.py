@@ -2,7 +2,8 @@
 
 Positives are crawl pages whose URL a Wikipedia article cites in a `<ref>`; negatives are an
 equal number of other crawl pages. A fastText supervised model learns to tell them apart, and
-the crawl keeps pages whose probability of "cited by Wikipedia" is at least 0.25.
+the crawl keeps the pages the classifier calls references (probability of "cited by
+Wikipedia" at least 0.5, the paper's reading); RedPajama's 0.25 is a named option.
 
 RedPajama's corpus "dedup" compared objects that never repeat and so removed nothing; here
 positives are deduplicated by normalized URL and by text, negatives by text, and a text that is
@@ -34,15 +35,18 @@ import pyarrow.parquet as pq
 from curation.documents import drop_rows, schema_with
 from curation.langid import LANGUAGE_FIELDS
 from curation.perplexity import PERPLEXITY_FIELDS
+from curation.screening import read_shard
 from curation.stage import ShardInput, ShardOutput, Stage
 from curation.storage import Storage
 from curation.wikipedia import normalize_url
 
 POSITIVE, NEGATIVE = "wiki", "cc"
 _LABEL_PREFIX = "__label__"
-# The annotations cc_perplexity adds upstream of this stage.
-
 WIKI_PROB_FIELD = pa.field("wiki_prob", pa.float32())
+# P(wiki) at which a page counts as a reference: the classifier's own decision (the paper's
+# reading), and RedPajama's lower value, a named option.
+REFERENCE_THRESHOLD = 0.5
+REDPAJAMA_THRESHOLD = 0.25
 
 Example = tuple[str, str]  # (label, classifier line)
 
@@ -89,10 +93,12 @@ def training_set(
 
 @dataclass(frozen=True)
 class FastTextParams:
-    """fastText supervised hyperparameters. Word n-grams stay at 1: their hashed rows cannot
-    be initialized through `pretrainedVectors` (see `_initial_vectors`)."""
+    """fastText supervised hyperparameters. 25 epochs, fastText's tutorial value: with fewer,
+    a classifier trained on a few hundred pages leaves every probability near the class
+    prior, and the 0.5 threshold keeps nearly everything. Word n-grams stay at 1: their
+    hashed rows cannot be initialized through `pretrainedVectors` (see `_initial_vectors`)."""
 
-    epoch: int = 10
+    epoch: int = 25
     lr: float = 0.5
     dim: int = 32
     min_count: int = 2
@@ -172,7 +178,7 @@ def train_classifier(
 
     labels = np.array([label == POSITIVE for label, _ in heldout], dtype=bool)
     scores = positive_probabilities(model, [line for _, line in heldout])
-    precision, recall = precision_recall(labels, scores, 0.5)
+    precision, recall = precision_recall(labels, scores, REFERENCE_THRESHOLD)
     n_train_pos = sum(label == POSITIVE for label, _ in train)
     return ClassifierReport(
         model_path=out_path,
@@ -266,8 +272,14 @@ def decile(p: float) -> str:
 class WikiRefFilter(Stage):
     """Annotate `wiki_prob`; keep documents with `wiki_prob >= threshold`.
 
-    `model` is a local path to the classifier `train_classifier` saved. Its content digest is
-    part of `config()`, so retraining it in place recomputes the stage.
+    The default threshold, 0.5, keeps what the classifier calls a reference (the paper
+    discards pages "not classified as references"); RedPajama kept `wiki_prob >= 0.25`
+    (`REDPAJAMA_THRESHOLD`).
+
+    `model` is the classifier `train_classifier` saved: a path relative to the data root (as
+    the assets pass it, so manifests do not depend on where the root is) or absolute. Its
+    content digest is part of `config()`, so retraining it in place recomputes the stage:
+    `model_sha256` when given, else computed from `model` (then an absolute path).
     """
 
     name: ClassVar[str] = "cc_wikiref"
@@ -278,15 +290,16 @@ class WikiRefFilter(Stage):
     input_schema: ClassVar[pa.Schema] = schema_with([*LANGUAGE_FIELDS, *PERPLEXITY_FIELDS])
 
     model: str
-    threshold: float = 0.25
+    threshold: float = REFERENCE_THRESHOLD
+    model_sha256: str = ""
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "model_sha256": file_sha256(self.model)}
+        return {**super().config(), "model_sha256": self.model_sha256 or file_sha256(self.model)}
 
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
-        table = pq.read_table(shard.path, filesystem=storage.fs)
+        table = read_shard(self, shard, storage)
         lines = [classifier_line(t) for t in table.column("text").to_pylist()]
-        model = load_classifier(self.model, file_sha256(self.model))
+        model = load_classifier(storage.path(self.model), self.config()["model_sha256"])
         probs = positive_probabilities(model, lines)
         table = table.append_column(WIKI_PROB_FIELD, pa.array(probs, pa.float32()))
         keep = pc.greater_equal(table.column(WIKI_PROB_FIELD.name), self.threshold)

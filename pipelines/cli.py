@@ -83,9 +83,11 @@ def cmd_stage(args: argparse.Namespace) -> int:
     storage = Storage("/")
     inputs = find_inputs(storage, os.path.abspath(args.input))
     output = os.path.abspath(args.output)
+    if args.name == "cc_perplexity":
+        stage = _perplexity_with_cutoffs(stage, inputs, output, storage, args)
     manifest = run_stage(stage, inputs, output, storage, _executor(args), args.force, _bar())
     _print_summary(manifest, output)
-    return 0
+    return _exit_status(manifest)
 
 
 def cmd_deduplicated(args: argparse.Namespace) -> int:
@@ -108,7 +110,7 @@ def cmd_deduplicated(args: argparse.Namespace) -> int:
     inputs = corpus_inputs(storage, groups)
     manifest = run_stage(stage, inputs, output, storage, executor, args.force, _bar())
     _print_summary(manifest, output)
-    return 0
+    return _exit_status(manifest)
 
 
 def cmd_tokenizer(args: argparse.Namespace) -> int:
@@ -265,7 +267,23 @@ def _print_summary(manifest: Manifest, output: str) -> None:
     for name, hist in manifest.histograms.items():
         top = ", ".join(f"{k} {v}" for k, v in list(hist.items())[:12])
         print(f"  {name}: {top}")
+    for shard in manifest.quarantined:
+        why = shard.quarantined
+        print(f"quarantined {shard.input}: {why['reason']}: {why['detail']}")
     print(f"output: {output}")
+
+
+def _exit_status(manifest: Manifest) -> int:
+    """0, or 1 with a message on stderr when every input shard was quarantined: an output
+    made of nothing must not pass for a result in a script."""
+    if len(manifest.quarantined) < len(manifest.shards):
+        return 0
+    print(
+        f"llamapipe: error: every input shard of {manifest.stage} was quarantined "
+        f"({len(manifest.shards)} of {len(manifest.shards)}): nothing was read",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -276,6 +294,37 @@ def cmd_show(args: argparse.Namespace) -> int:
             raise MissingInput(f"no finished partition (no manifest) at {path}")
         _print_summary(manifest, os.path.abspath(path))
     return 0
+
+
+def _perplexity_with_cutoffs(stage, inputs, output: str, storage: Storage, args) -> Stage:
+    """The perplexity stage over every language it scores (those with models when none is
+    given), with `--cutoffs` or, without them, cutoffs computed from a sample of its own
+    input, whose scores the stage then reads back (under `<output>.cutoffs/`)."""
+    from curation.perplexity_cutoffs import crawl_cutoffs, scorer_for, write_cutoffs
+
+    directory = f"{output}.cutoffs"
+    scorer = scorer_for(
+        storage, stage.models_dir, directory, stage.languages,
+        scoring=stage.scoring, max_chars=stage.max_chars,
+        keep_buckets=tuple(stage.keep_buckets), keep_unmodelled=stage.keep_unmodelled,
+    )  # fmt: skip
+    print(f"cc_perplexity: scoring {', '.join(scorer.languages) or 'no language'}")
+    if stage.cutoffs:
+        return dataclasses.replace(scorer, cutoffs=stage.cutoffs, scores_dir="")
+    executor = _executor(args)
+    cutoffs, scores = crawl_cutoffs(
+        scorer, inputs, storage, executor, args.sample_documents, args.percentiles
+    )
+    write_cutoffs(storage, directory, scorer, cutoffs)
+    sampled = sum(len(v) for v in scores.values())
+    print(f"cutoffs from {sampled} sampled documents -> {directory}")
+    _print_cutoffs(cutoffs)
+    return dataclasses.replace(scorer, cutoffs=cutoffs)
+
+
+def _print_cutoffs(cutoffs: dict[str, list[float]]) -> None:
+    for language, (low, high) in sorted(cutoffs.items()):
+        print(f"  {language}: head < {low:.1f} <= middle < {high:.1f} <= tail")
 
 
 def cmd_train_lm(args: argparse.Namespace) -> int:
@@ -290,13 +339,23 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
 
 
 def cmd_cutoffs(args: argparse.Namespace) -> int:
-    from curation.perplexity import crawl_cutoffs
+    """Cutoffs of a crawl's language-identified documents, from a sample of them, as JSON
+    for `llamapipe stage cc_perplexity --cutoffs`."""
+    from curation.perplexity_cutoffs import crawl_cutoffs, scorer_for
 
-    documents, models = os.path.abspath(args.documents), os.path.abspath(args.models_dir)
-    cutoffs, _ = crawl_cutoffs(Storage("/"), documents, models, tuple(args.percentiles))
-    Storage("/").write_bytes(os.path.abspath(args.output), json.dumps(cutoffs, indent=2).encode())
-    for language, (low, high) in sorted(cutoffs.items()):
-        print(f"{language}: head < {low:.1f} <= middle < {high:.1f} <= tail")
+    storage = Storage("/")
+    output = os.path.abspath(args.output)
+    scorer = scorer_for(
+        storage, os.path.abspath(args.models_dir), f"{output}.scores", args.languages,
+        scoring=args.scoring,
+    )  # fmt: skip
+    inputs = parquet_parts(storage, os.path.abspath(args.documents))
+    executor = LocalExecutor(args.workers)
+    cutoffs, _ = crawl_cutoffs(
+        scorer, inputs, storage, executor, args.sample_documents, args.percentiles
+    )
+    storage.write_bytes(output, json.dumps(cutoffs, indent=2).encode())
+    _print_cutoffs(cutoffs)
     return 0
 
 
@@ -440,7 +499,19 @@ def _add_stage_parser(stages, cls: type[Stage], input_help: str, many: bool = Fa
     parser = stages.add_parser(cls.name, help=_summary(cls))
     _add_common(parser, input_help, many)
     _add_config_options(parser, cls)
+    if cls.name == "cc_perplexity":
+        _add_sample_options(parser)
     parser.set_defaults(func=cmd_deduplicated if many else cmd_stage)
+
+
+def _add_sample_options(parser: argparse.ArgumentParser) -> None:
+    """How perplexity cutoffs are computed when none are given (perplexity_cutoffs.py)."""
+    from curation.perplexity_cutoffs import DEFAULT_PERCENTILES, SAMPLE_DOCUMENTS
+
+    parser.add_argument("--percentiles", type=float, nargs=2, default=list(DEFAULT_PERCENTILES))
+    parser.add_argument(
+        "--sample-documents", type=int, default=SAMPLE_DOCUMENTS, help="0: every document"
+    )
 
 
 def _add_token_parsers(stages) -> None:
@@ -476,11 +547,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stage_parser(stages, Deduplicated, "directories of contract Parquet", True)
     _add_token_parsers(stages)
 
+    from curation.lm_train import CCNET_VOCAB_SIZE
+    from curation.perplexity import SCORING_MODES
+
     lm = commands.add_parser("train-lm", help="SentencePiece + KenLM for one language")
     lm.add_argument("--articles", required=True, help="a wikipedia partition directory")
     lm.add_argument("--language", required=True)
     lm.add_argument("--models-dir", required=True)
-    lm.add_argument("--vocab-size", type=int, default=4000)
+    lm.add_argument("--vocab-size", type=int, default=CCNET_VOCAB_SIZE)
     lm.add_argument("--order", type=int, default=5)
     lm.add_argument("--seed", type=int, default=0)
     lm.set_defaults(func=cmd_train_lm)
@@ -488,8 +562,11 @@ def build_parser() -> argparse.ArgumentParser:
     cutoffs = commands.add_parser("cutoffs", help="per-language perplexity cutoffs of a crawl")
     cutoffs.add_argument("--documents", required=True, help="a cc_language partition directory")
     cutoffs.add_argument("--models-dir", required=True)
-    cutoffs.add_argument("--percentiles", type=float, nargs=2, default=[30, 60])
+    cutoffs.add_argument("--languages", nargs="*", default=[], help="default: every modelled")
+    cutoffs.add_argument("--scoring", choices=SCORING_MODES, default="ccnet")
     cutoffs.add_argument("--output", required=True, help="cutoffs JSON file to write")
+    cutoffs.add_argument("--workers", type=int, default=0, help="processes (0: every CPU)")
+    _add_sample_options(cutoffs)
     cutoffs.set_defaults(func=cmd_cutoffs)
 
     wikiref = commands.add_parser("train-wikiref", help="the Wikipedia-reference classifier")

@@ -93,8 +93,8 @@ def test_planted_checks_fail_when_the_planted_pages_survive(tmp_path):
     after = partition("after", [(spam, "Buy loans now!"), (ham, "Hi.")])
     assert not planted_removed(root, "sample", after, SPAM_REMOVED).passed
     assert planted_removed(root, "sample", after, LOREM_REMOVED).passed  # spam is not lorem
-    assert not boilerplate_removed(root, "sample", before, before).passed
-    assert boilerplate_removed(root, "sample", after, before).passed
+    assert not boilerplate_removed(root, "sample", before, before, "ccnet").passed
+    assert boilerplate_removed(root, "sample", after, before, "ccnet").passed
     assert (
         planted_removed(root, "CC-MAIN-2020-05", after, SPAM_REMOVED).metadata["ground_truth"].value
         == "none"

@@ -41,9 +41,15 @@ def test_documents_then_language_from_the_command_line(tmp_path):
     second = llamapipe("stage", "cc_language", "--input", str(docs), "--output", str(lang))
     assert second.returncode == 0, second.stderr
     manifest = json.loads((lang / "_manifest.json").read_text())
-    assert manifest["histograms"]["language"] == {"de": 1, "en": 1, "fr": 1}
+    assert manifest["histograms"]["language"] == {"en": 1}
+    assert "dropped language_not_selected: 2" in second.stdout
 
-    shown = llamapipe("show", str(lang))
+    every = tmp_path / "every"
+    third = llamapipe(
+        "stage", "cc_language", "--input", str(docs), "--output", str(every), "--languages", "[]"
+    )
+    assert third.returncode == 0, third.stderr
+    shown = llamapipe("show", str(every))
     assert "cc_language: in 3, kept 3, dropped 0" in shown.stdout
 
 

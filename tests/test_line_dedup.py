@@ -31,11 +31,29 @@ def run(storage, tmp_path, shards, **config):
 
 
 def test_a_line_in_two_documents_is_removed_from_both_first_occurrence_included(storage, tmp_path):
-    a = "\n".join(["Accept all cookies!", UNIQUE[0], UNIQUE[1], UNIQUE[2], "Home / About"])
-    b = "\n".join(["ACCEPT ALL COOKIES", UNIQUE[3], UNIQUE[4], UNIQUE[5], "home about"])
+    a = "\n".join(["Accept all cookies", UNIQUE[0], UNIQUE[1], UNIQUE[2]])
+    b = "\n".join(["ACCEPT ALL COOKIES", UNIQUE[3], UNIQUE[4], UNIQUE[5]])
     _, kept, _ = run(storage, tmp_path, [shard(tmp_path, "s0", [a, b])], min_chars=10)
     assert kept["s0-0"] == "\n".join(UNIQUE[:3])
     assert kept["s0-1"] == "\n".join(UNIQUE[3:])
+
+
+def test_ccnet_keeps_lines_that_differ_in_ascii_punctuation_apart(storage, tmp_path):
+    """CCNet's normalize_for_dedup removes only its Unicode punctuation table: "!" and "/"
+    stay in the key, so these are two lines each, not duplicates."""
+    a = "\n".join(["Accept all cookies!", UNIQUE[0], "Home / About"])
+    b = "\n".join(["Accept all cookies", UNIQUE[1], "home about"])
+    _, kept, _ = run(storage, tmp_path, [shard(tmp_path, "s0", [a, b])], min_chars=10)
+    assert kept == {"s0-0": a, "s0-1": b}
+
+
+def test_project_broad_key_also_merges_ascii_punctuation_variants(storage, tmp_path):
+    """This project's option `normalization: broad`, not CCNet's behaviour."""
+    a = "\n".join(["Accept all cookies!", UNIQUE[0], "Home / About"])
+    b = "\n".join(["Accept all cookies", UNIQUE[1], "home about"])
+    shards = [shard(tmp_path, "s0", [a, b])]
+    _, kept, _ = run(storage, tmp_path, shards, min_chars=10, normalization="broad")
+    assert kept == {"s0-0": UNIQUE[0], "s0-1": UNIQUE[1]}
 
 
 def test_repeats_inside_one_document_keep_their_first_occurrence(storage, tmp_path):
@@ -47,7 +65,7 @@ def test_repeats_inside_one_document_keep_their_first_occurrence(storage, tmp_pa
 
 def test_digits_count_as_zero_so_dated_footers_collide(storage, tmp_path):
     a = "\n".join(["© 2021 Example Corp.", UNIQUE[0], UNIQUE[1]])
-    b = "\n".join(["© 2023 Example Corp", UNIQUE[2], UNIQUE[3]])
+    b = "\n".join(["© 2023 Example Corp.", UNIQUE[2], UNIQUE[3]])
     _, kept, _ = run(storage, tmp_path, [shard(tmp_path, "s0", [a, b])], min_chars=10)
     assert "Example Corp" not in kept["s0-0"] + kept["s0-1"]
 
@@ -63,13 +81,27 @@ def test_duplicates_only_count_within_a_group_of_shards(storage, tmp_path):
     assert apart["s0-0"].startswith("Shared footer line here")
 
 
-def test_a_document_of_only_boilerplate_is_dropped_with_a_reason(storage, tmp_path):
+def test_a_document_left_without_a_line_is_dropped_as_ccnet_drops_it(storage, tmp_path):
+    """CCNet's DuplicatesRemover returns None when no line of a document survives, and keeps
+    every other document, however short."""
     nav = "Home\nAbout\nContact\nAccept all cookies"
     long_doc = "\n".join([nav, *UNIQUE])
-    manifest, kept, dropped = run(storage, tmp_path, [shard(tmp_path, "s0", [nav, long_doc])])
-    assert dropped == {"s0-0": "too_short_after_dedup"}
-    assert kept["s0-1"] == "\n".join(UNIQUE)
-    assert manifest.n_in == 2
+    short_doc = "\n".join([nav, "Short and unique."])
+    shards = [shard(tmp_path, "s0", [nav, long_doc, short_doc])]
+    manifest, kept, dropped = run(storage, tmp_path, shards)
+    assert dropped == {"s0-0": "no_line_left"}
+    assert kept == {"s0-1": "\n".join(UNIQUE), "s0-2": "Short and unique."}
+    assert manifest.n_in == 3
+
+
+def test_project_min_chars_also_drops_documents_left_short(storage, tmp_path):
+    """This project's option `min_chars`, not CCNet's behaviour."""
+    nav = "Home\nAbout\nContact\nAccept all cookies"
+    short_doc = "\n".join([nav, "Short and unique."])
+    shards = [shard(tmp_path, "s0", [nav, "\n".join([nav, *UNIQUE]), short_doc])]
+    _, kept, dropped = run(storage, tmp_path, shards, min_chars=300)
+    assert dropped == {"s0-0": "no_line_left", "s0-2": "too_short_after_dedup"}
+    assert list(kept) == ["s0-1"]
 
 
 def test_group_state_is_numpy_uint64_hashes_not_python_strings():

@@ -136,3 +136,20 @@ def test_an_empty_part_passes_through(storage, tmp_path):
         storage, tmp_path, Mixture(shares=(("github", 1.0),), target_tokens=10), [empty]
     )
     assert manifest.n_in == 0 and kept == [] and dropped == []
+
+
+def test_one_corpus_a_bin_over_its_share_shrinks_the_others_within_the_allowance():
+    """Sampling whole documents: a corpus of large files may land a bin (100 tokens here) over
+    its share, and the others are then smaller in proportion; more than that is off plan."""
+    plan = [
+        {"corpus": "commoncrawl", "achievable_share": 0.8, "granularity_tokens": 1},
+        {"corpus": "books", "achievable_share": 0.2, "granularity_tokens": 100},
+    ]
+    summary = {"plan": [{**p, "sampled_tokens": 1000 * p["achievable_share"]} for p in plan]}
+
+    def off_plan(commoncrawl: int, books: int) -> list[str]:
+        stream = {"train_stream_bytes": {"commoncrawl": commoncrawl, "books": books}}
+        return [p.split(":")[0] for p in shares_off_plan(summary, stream, 0.01)]
+
+    assert off_plan(800, 300) == []  # books a bin over: commoncrawl 72.7% for a plan of 80%
+    assert off_plan(700, 300) == ["commoncrawl"]  # 70%: more than the bin explains

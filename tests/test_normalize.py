@@ -1,22 +1,43 @@
-"""CCNet normalization: dedup keys and the language models' text."""
+"""Text normalization: CCNet's two normalizers, checked against vectors CCNet's own code made
+(tests/data/ccnet_text_normalizer_vectors.jsonl, from `cc_net/text_normalizer.py`), and this
+project's broader dedup key, a named option tested as the project's own choice."""
 
-from curation.normalize import dedup_key, lm_normalize, lm_normalize_lines
+import json
+from pathlib import Path
+
+import pytest
+
+from curation.normalize import broad_dedup_key, normalize, normalize_for_dedup
+
+VECTORS_FILE = Path(__file__).parent / "data" / "ccnet_text_normalizer_vectors.jsonl"
+# One object per "\n"-terminated line; `splitlines` would also cut at the raw U+0085 and
+# U+2028 some inputs hold.
+VECTORS = [json.loads(line) for line in VECTORS_FILE.read_text("utf-8").split("\n") if line]
 
 
-def test_dedup_keys_fold_case_digits_punctuation_and_controls():
-    assert dedup_key("  Accept ALL cookies! ") == dedup_key("accept all cookies")
-    assert dedup_key("© 2021 Example, Inc.") == dedup_key("© 1999 Example Inc")
-    assert dedup_key("tab\there\x00") == "tab here"
-    assert dedup_key("été") != dedup_key("ete")  # accents matter for dedup, not for the LM
+def test_the_vectors_cover_what_the_normalizers_disagree_on():
+    assert len(VECTORS) >= 20
+    assert any(v["normalize"] != v["normalize_for_dedup"] for v in VECTORS)
+    assert any("\n" in v["input"] for v in VECTORS)
 
 
-def test_lm_text_strips_accents_and_maps_typographic_punctuation():
-    assert lm_normalize("Élève «déjà» vu — 2023…") == 'eleve "deja" vu - 0000...'
-    assert lm_normalize("a\u200bb\x07c") == "abc"
+@pytest.mark.parametrize("vector", VECTORS, ids=lambda v: repr(v["input"])[:40])
+def test_normalize_is_ccnets(vector):
+    assert normalize(vector["input"]) == vector["normalize"]
 
 
-def test_document_normalization_equals_line_by_line_and_caps_long_lines():
-    text = "Première ligne, 12 €.\r\n\n  «Deuxième»\x00 ligne\u2028troisième\n" + "x" * 50
-    expected = [n for line in text.splitlines() if (n := lm_normalize(line[:20]))]
-    assert lm_normalize_lines(text, 20) == expected
-    assert lm_normalize_lines(text, 20)[-1] == "x" * 20
+@pytest.mark.parametrize("vector", VECTORS, ids=lambda v: repr(v["input"])[:40])
+def test_normalize_for_dedup_is_ccnets(vector):
+    assert normalize_for_dedup(vector["input"]) == vector["normalize_for_dedup"]
+
+
+def test_ccnet_keeps_ascii_punctuation_in_the_dedup_key():
+    assert normalize_for_dedup("Accept all cookies!") != normalize_for_dedup("Accept all cookies")
+
+
+def test_project_broad_key_also_folds_ascii_punctuation_and_whitespace():
+    """This project's option `normalization: broad`, not CCNet's behaviour."""
+    assert broad_dedup_key("  Accept ALL cookies! ") == broad_dedup_key("accept all cookies")
+    assert broad_dedup_key("© 2021 Example, Inc.") == broad_dedup_key("© 1999 Example Inc")
+    assert broad_dedup_key("tab\there\x00") == "tab here"
+    assert broad_dedup_key("été") != broad_dedup_key("ete")

@@ -1,5 +1,9 @@
+import json
 import random
-import time
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
 
 import kenlm
 import pyarrow as pa
@@ -7,7 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import sentencepiece as spm
 
+from curation.arrays import load_array, save_array
 from curation.documents import Document, documents_table
+from curation.executor import LocalExecutor
 from curation.langid import LANGUAGE_FIELDS
 from curation.lm_train import (
     KENLM_MODEL_NAME,
@@ -19,19 +25,27 @@ from curation.lm_train import (
     train_language_model,
     train_lm_tokenizer,
 )
+from curation.normalize import normalize
 from curation.perplexity import (
     DocumentScorer,
     Perplexity,
     available_languages,
     bucket,
-    compute_cutoffs,
     models_fingerprint,
-    perplexities,
+)
+from curation.perplexity_cutoffs import (
+    compute_cutoffs,
+    crawl_cutoffs,
+    parse_cutoff_csv,
+    read_cutoff_csv,
+    sample_shards,
+    scorer_for,
 )
 from curation.runner import run_stage
 from curation.stage import ShardInput
 from curation.wikipedia import iter_articles
 
+LLAMAPIPE = Path(sys.executable).parent / "llamapipe"
 VOCAB = 1000
 HELD_OUT = 10
 
@@ -117,17 +131,36 @@ def test_in_domain_text_is_less_perplexing_than_shuffled_words(en_articles, scor
         assert scorer.perplexity(text) < scorer.perplexity(shuffled_words(text)) * 0.7
 
 
-def test_perplexity_is_ccnets_formula_over_normalized_lines(models_dir, scorer):
-    text = "First line, with Accents: café.\n\n  \nSecond LINE 2024 — “quoted”."
+TEXT = "First line, with Accents: café.\n\n  \nSecond LINE 2024 — “quoted”."
+
+
+def test_perplexity_is_ccnets_one_score_of_the_whole_normalized_document(models_dir, scorer):
+    """CCNet's mine.py: `normalize` the document (newlines removed, so one line), encode it,
+    `DocLM` scores that line (bos and eos included) over its whitespace tokens + 1."""
+    files = model_files(models_dir, "en")
+    sp = spm.SentencePieceProcessor(model_file=str(files.tokenizer))
+    model = kenlm.Model(str(files.kenlm))
+    line = " ".join(sp.encode(normalize(TEXT), out_type=str))
+    assert "\n" not in line and line.startswith("▁first ▁line")
+    expected = round(10.0 ** (-model.score(line) / (len(line.split()) + 1)), 1)
+    assert scorer.perplexity(TEXT) == expected
+
+
+def test_project_line_scoring_sums_every_normalized_line(models_dir):
+    """This project's option `scoring: lines`, not CCNet's behaviour."""
     files = model_files(models_dir, "en")
     sp = spm.SentencePieceProcessor(model_file=str(files.tokenizer))
     model = kenlm.Model(str(files.kenlm))
     log10, length = 0.0, 0
-    for line in ["first line, with accents: cafe.", 'second line 0000 - "quoted".']:
+    for line in ["first line, with accents: cafe.", 'second line 0000  -  "quoted".']:
         pieces = sp.encode(line, out_type=str)
-        log10 += model.score(" ".join(pieces))  # bos and eos included
+        log10 += model.score(" ".join(pieces))
         length += len(pieces) + 1
-    assert scorer.perplexity(text) == round(10 ** (-log10 / length), 1)
+    by_lines = DocumentScorer.for_language(models_dir, "en", scoring="lines")
+    assert by_lines.perplexity(TEXT) == round(10 ** (-log10 / length), 1)
+    assert by_lines.perplexity(TEXT) != DocumentScorer.for_language(models_dir, "en").perplexity(
+        TEXT
+    )
 
 
 def test_batched_scores_equal_one_by_one(en_articles, scorer):
@@ -139,14 +172,13 @@ def test_a_text_without_scorable_lines_is_infinitely_perplexing(scorer):
     assert scorer.perplexity("\n \n\t") == float("inf")
 
 
-def test_an_enormous_line_is_scored_by_its_prefix_quickly(en_articles, scorer):
+def test_max_chars_scores_a_prefix_and_zero_scores_everything(en_articles, models_dir, scorer):
     words = " ".join(en_articles).split()
     rng = random.Random(0)
-    line = " ".join(rng.choice(words) for _ in range(400_000))[:2_000_000]
-    start = time.perf_counter()
-    perplexity = scorer.perplexity(line)
-    assert time.perf_counter() - start < 1.0
-    assert perplexity == scorer.perplexity(line[: scorer.max_chars_per_line])
+    line = " ".join(rng.choice(words) for _ in range(4_000))
+    capped = DocumentScorer.for_language(models_dir, "en", max_chars=1_000)
+    assert capped.perplexity(line) == scorer.perplexity(line[:1_000])
+    assert scorer.perplexity(line) != scorer.perplexity(line[:1_000])
 
 
 # --- cutoffs and buckets ------------------------------------------------------------------
@@ -155,9 +187,9 @@ def test_an_enormous_line_is_scored_by_its_prefix_quickly(en_articles, scorer):
 def test_cutoffs_are_per_language_percentiles_of_finite_values():
     values = {"en": [*range(1, 101), float("inf")], "fr": [10.0, 20.0], "xx": [float("inf")]}
     cutoffs = compute_cutoffs(values)
-    assert cutoffs == {"en": pytest.approx((30.7, 60.4)), "fr": pytest.approx((13.0, 16.0))}
+    assert cutoffs == {"en": pytest.approx([30.7, 60.4]), "fr": pytest.approx([13.0, 16.0])}
     median_and_p90 = compute_cutoffs({"en": range(1, 101)}, percentiles=(50, 90))["en"]
-    assert median_and_p90 == pytest.approx((50.5, 90.1))
+    assert median_and_p90 == pytest.approx([50.5, 90.1])
 
 
 def test_buckets_are_head_below_p30_tail_from_p60():
@@ -222,19 +254,89 @@ def test_stage_can_drop_unmodelled_languages_and_keep_only_the_head(
     assert manifest.dropped == {"middle_bucket": 1, "no_language_model": 1, "tail_bucket": 1}
 
 
-def test_a_language_with_cutoffs_but_no_model_is_an_error(models_dir, storage, tmp_path):
+def test_a_scored_language_without_a_model_is_an_error(models_dir, storage, tmp_path):
     shard = docs_shard(tmp_path / "docs.parquet", [("Ein Text.", "de")])
+    stage = Perplexity(models_dir, {"de": [1.0, 2.0]}, languages=("de",))
     with pytest.raises(FileNotFoundError, match="de/lm.binary"):
-        run_stage(Perplexity(models_dir, {"de": [1.0, 2.0]}), [shard], str(tmp_path / "o"), storage)
+        run_stage(stage, [shard], str(tmp_path / "o"), storage)
+    with pytest.raises(FileNotFoundError, match=r"no perplexity models for \['de'\]"):
+        scorer_for(storage, models_dir, str(tmp_path / "cutoffs"), ["en", "de"])
 
 
-def test_perplexities_group_modelled_languages_for_the_cutoffs(models_dir, en_articles, scorer):
-    table = pa.table(
-        {"text": [en_articles[-1], "Ein Text.", en_articles[-2]], "language": ["en", "de", "en"]}
+def english_texts(en_articles, shard: int) -> list[str]:
+    return [en_articles[-1 - 2 * shard], en_articles[-2 - 2 * shard]]
+
+
+def english_shards(tmp_path, en_articles, n: int) -> list[ShardInput]:
+    """`n` shards of two held-out English articles and one German line each."""
+    return [
+        docs_shard(
+            tmp_path / f"part-{i:05d}.parquet",
+            [*((text, "en") for text in english_texts(en_articles, i)), ("Ein Text.", "de")],
+        )
+        for i in range(n)
+    ]
+
+
+def test_the_sample_is_whole_shards_in_a_fixed_order_until_it_holds_enough_rows(
+    storage, tmp_path, en_articles
+):
+    shards = english_shards(tmp_path, en_articles, 6)
+    assert sample_shards(storage, shards, 0) == shards
+    sample = sample_shards(storage, shards, 5)  # 3 rows per shard: two shards
+    assert len(sample) == 2 and sample == sorted(sample, key=shards.index)
+    assert sample_shards(storage, list(reversed(shards)), 5) == list(reversed(sample))
+    assert sample_shards(storage, shards, 6) == sample
+    assert len(sample_shards(storage, shards, 7)) == 3
+
+
+def test_the_stage_reads_the_samples_scores_back_instead_of_scoring_again(
+    models_dir, storage, tmp_path, en_articles, scorer
+):
+    shards = english_shards(tmp_path, en_articles, 3)
+    sampler = scorer_for(storage, models_dir, str(tmp_path / "cutoffs"), ["en"])
+    cutoffs, scores = crawl_cutoffs(sampler, shards, storage, LocalExecutor(1), 4)
+    sampled = sample_shards(storage, shards, 4)
+    assert len(sampled) == 2
+    texts = [t for shard in sampled for t in english_texts(en_articles, shards.index(shard))]
+    assert scores["en"].tolist() == scorer.perplexities(texts).tolist()
+    assert cutoffs == compute_cutoffs(scores)
+    # Plant a score in one sampled shard's file: the stage must report it, not rescore.
+    saved = sampler.scores_path(sampled[0])
+    planted = load_array(storage, saved)
+    planted[0] = 1.0
+    save_array(storage, saved, planted)
+    stage = replace(sampler, cutoffs=cutoffs)
+    out = str(tmp_path / "ppl")
+    run_stage(stage, shards, out, storage)
+    index = shards.index(sampled[0])
+    first = pq.read_table(f"{out}/part-{index:05d}.parquet").column("perplexity")[0].as_py()
+    assert first == 1.0
+    # Another input under the same name is scored, not matched to the old file.
+    changed = replace(sampled[0], fingerprint="another")
+    assert sampler.scores_path(changed) != saved
+
+
+def ccnet_cutoff_csv(languages: dict[str, list[float]]) -> str:
+    """CCNet's cutoff.csv layout: languages across, one row per percentile 0..100."""
+    rows = [",".join(["", *languages])]
+    for p in range(101):
+        rows.append(",".join([str(p), *(str(values[p]) for values in languages.values())]))
+    return "\n".join(rows) + "\n"
+
+
+def test_ccnets_cutoff_csv_layout_gives_the_30th_and_60th_rows(tmp_path):
+    text = ccnet_cutoff_csv(
+        {"de": [10.0 * p for p in range(101)], "en": [float(p) for p in range(101)]}
     )
-    result = perplexities(table, models_dir)
-    assert list(result) == ["en"]
-    assert result["en"].tolist() == scorer.perplexities([en_articles[-1], en_articles[-2]]).tolist()
+    assert parse_cutoff_csv(text) == {"de": [300.0, 600.0], "en": [30.0, 60.0]}
+    (tmp_path / "cutoff.csv").write_text(text)
+    assert read_cutoff_csv(str(tmp_path / "cutoff.csv"), (50, 90)) == {
+        "de": [500.0, 900.0],
+        "en": [50.0, 90.0],
+    }
+    with pytest.raises(ValueError, match=r"no row for percentiles \[35\.5\]"):
+        parse_cutoff_csv(text, (30, 35.5))
 
 
 def test_models_fingerprint_follows_model_contents(models_dir, tmp_path, en_articles):
@@ -242,3 +344,25 @@ def test_models_fingerprint_follows_model_contents(models_dir, tmp_path, en_arti
     other = train_language_model(en_articles[:30], tmp_path, "en", 300)
     assert models_fingerprint(str(tmp_path), ["en"]) != models_fingerprint(models_dir, ["en"])
     assert other.kenlm.exists()
+
+
+def test_the_cli_without_cutoffs_scores_every_modelled_language_and_computes_them(
+    models_dir, tmp_path, en_articles
+):
+    inputs, out = tmp_path / "in", tmp_path / "ppl"
+    inputs.mkdir()
+    english_shards(inputs, en_articles, 3)
+    result = subprocess.run(
+        [LLAMAPIPE, "stage", "cc_perplexity", "--input", str(inputs),
+         "--output", str(out), "--models-dir", models_dir, "--workers", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    cutoffs = json.loads((tmp_path / "ppl.cutoffs" / "cutoffs.json").read_text())
+    assert list(cutoffs) == ["en"]
+    assert "cc_perplexity: scoring en" in result.stdout
+    assert f"en: head < {cutoffs['en'][0]:.1f} <= middle" in result.stdout
+    scored = pq.read_table(out).to_pylist() + pq.read_table(out / "_dropped").to_pylist()
+    english = [row for row in scored if row["language"] == "en"]
+    assert len(english) == 6 and all(row["perplexity"] is not None for row in english)
+    assert {row["bucket"] for row in english} == {"head", "middle", "tail"}

@@ -27,7 +27,7 @@ STAGES = [
     "cc_wikiref",
     "commoncrawl",
 ]
-LM_LANGUAGES = ["en", "fr", "de", "es"]
+LM_LANGUAGES = ["en"]  # the crawl's kept language
 SOURCES = ["wikipedia", "github", "books", "arxiv", "stackexchange"]
 EXTRA_CHECKS = {
     ("cc_line_dedup", "planted_boilerplate_removed"),
@@ -77,8 +77,8 @@ def execute(job: str, env: dict, partition: str | None = None, *options: str) ->
 @pytest.fixture(scope="module")
 def materialized(sample_world, tmp_path_factory):
     """What `make demo` runs, in a fresh instance and data root: Wikipedia, the perplexity
-    models of the sample's Wikipedia languages (and one language without text), the crawl,
-    the corpus."""
+    models of the crawl's kept language (and one language without text), the crawl, the
+    corpus."""
     home = tmp_path_factory.mktemp("dagster_home")
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     root = tmp_path_factory.mktemp("data")
@@ -93,7 +93,7 @@ def materialized(sample_world, tmp_path_factory):
     execute("reference", env)
     execute("sources", env, None, "-c", "pipelines/sample/sources.yaml")
     for language in [*LM_LANGUAGES, "bg"]:
-        execute("perplexity_models", env, language)
+        execute("perplexity_models", env, language, "-c", "pipelines/sample/perplexity_models.yaml")
     execute("crawl", env, "sample")
     execute("corpus", env, None, "-c", "pipelines/sample/corpus.yaml")
     return home, root / "stages"
@@ -132,18 +132,33 @@ def test_every_stage_conserves_counts_and_its_checks_pass(materialized):
         assert "data:image/png;base64," in metadata["funnel"].value
 
 
-def test_language_histogram_matches_what_was_planted(materialized, sample_world):
+def test_language_id_matches_what_was_planted_and_keeps_english(materialized, sample_world):
     _, stages = materialized
     truth = {p["url"]: p["language"] for p in planted(sample_world) if p["kind"] == "page"}
-    documents = rows(stages / "cc_language" / "sample")
-    predicted = {d["url"]: d["language"] for d in documents if d["url"] in truth}
+    kept = rows(stages / "cc_language" / "sample")
+    dropped = rows(stages / "cc_language" / "sample", dropped=True)
+    predicted = {d["url"]: d["language"] for d in kept + dropped if d["url"] in truth}
     agree = sum(predicted[u] == truth[u] for u in predicted)
     assert agree >= 0.95 * len(predicted)
+    assert {d["language"] for d in kept} == {"en"}
     planted_languages = Counter(truth.values())
-    histogram = Counter(d["language"] for d in documents)
+    not_selected = Counter(d["language"] for d in dropped if d["reason"] == "language_not_selected")
     assert len(planted_languages) >= 5
     for language, n in planted_languages.items():
-        assert histogram[language] >= 0.8 * n, (language, histogram[language], n)
+        found = Counter(d["language"] for d in kept)[language] or not_selected[language]
+        assert found >= 0.8 * n, (language, found, n)
+
+
+def test_the_commoncrawl_source_and_its_share_of_the_mixture_are_english(materialized):
+    """The paper's CommonCrawl is English: other languages are dropped rows with a reason,
+    shown in the data card, and never reach the mixture through the CommonCrawl source."""
+    _, stages = materialized
+    commoncrawl = rows(stages / "commoncrawl" / "sample")
+    assert commoncrawl and {d["language"] for d in commoncrawl} == {"en"}
+    mixed = [r for r in rows(stages / "mixture" / "all") if r["source"] == "commoncrawl"]
+    assert mixed and {r["language"] for r in mixed} == {"en"}
+    card = (stages.parent / "card" / "DATA_CARD.md").read_text()
+    assert re.search(r"\| cc_language\[sample\] \| language_not_selected \| [1-9]", card)
 
 
 def test_planted_damage_is_dropped_with_its_reason(materialized, sample_world):

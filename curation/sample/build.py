@@ -36,9 +36,9 @@ from curation.sample.wiki import CitedPage, choose_cited, write_wiki
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = "5"
+BUILDER_VERSION = "6"
 
-# The curated sources of issue 4, each in its native dump format, built from real text.
+# The curated sources, each in its native dump format, built from real text.
 SOURCES = {
     "arxiv": build_arxiv,
     "github": build_github,

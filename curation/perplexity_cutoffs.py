@@ -36,7 +36,7 @@ from curation.arrays import load_array
 from curation.crawl_index import read_location
 from curation.executor import ShardExecutor
 from curation.perplexity import Perplexity, available_languages, models_fingerprint
-from curation.screening import read_shard
+from curation.screening import read_shard, screen
 from curation.stage import ShardInput
 from curation.storage import Storage
 
@@ -94,9 +94,11 @@ def sample_perplexities(
     documents: int = SAMPLE_DOCUMENTS,
 ) -> dict[str, np.ndarray]:
     """Score the sample into `scorer.scores_dir` (in parallel; a resumed run keeps finished
-    shards; files of other inputs or settings are removed) and return the finite
-    perplexities of each scored language."""
-    chosen = sample_shards(storage, inputs, documents)
+    shards; files of other inputs or settings are removed) and return the perplexities of
+    each scored language (inf for a document with nothing to score). Shards the stage would
+    quarantine are not sampled."""
+    readable = [shard for shard in inputs if screen(scorer, shard, storage) is None]
+    chosen = sample_shards(storage, readable, documents)
     storage.makedirs(scorer.scores_dir)
     list(executor.map_unordered(_SaveScores(scorer, storage), chosen))
     current = {scorer.scores_path(shard) for shard in chosen}

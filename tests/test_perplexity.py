@@ -352,6 +352,7 @@ def test_the_cli_without_cutoffs_scores_every_modelled_language_and_computes_the
     inputs, out = tmp_path / "in", tmp_path / "ppl"
     inputs.mkdir()
     english_shards(inputs, en_articles, 3)
+    (inputs / "zz-broken.parquet").write_bytes(b"not Parquet")  # quarantined, never sampled
     result = subprocess.run(
         [LLAMAPIPE, "stage", "cc_perplexity", "--input", str(inputs),
          "--output", str(out), "--models-dir", models_dir, "--workers", "1"],
@@ -361,6 +362,7 @@ def test_the_cli_without_cutoffs_scores_every_modelled_language_and_computes_the
     cutoffs = json.loads((tmp_path / "ppl.cutoffs" / "cutoffs.json").read_text())
     assert list(cutoffs) == ["en"]
     assert "cc_perplexity: scoring en" in result.stdout
+    assert "quarantined zz-broken.parquet: unreadable_parquet" in result.stdout
     assert f"en: head < {cutoffs['en'][0]:.1f} <= middle" in result.stdout
     scored = pq.read_table(out).to_pylist() + pq.read_table(out / "_dropped").to_pylist()
     english = [row for row in scored if row["language"] == "en"]

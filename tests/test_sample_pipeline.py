@@ -132,6 +132,16 @@ def test_every_stage_conserves_counts_and_its_checks_pass(materialized):
         assert "data:image/png;base64," in metadata["funnel"].value
 
 
+def test_no_manifest_says_where_the_data_root_is(materialized):
+    """Stage configs hold paths relative to the root (models, the classifier): the same
+    inputs give byte-identical manifests on every machine."""
+    _, stages = materialized
+    manifests = sorted(stages.glob("*/*/_manifest.json"))
+    assert len(manifests) >= 15
+    for path in manifests:
+        assert str(stages.parent) not in path.read_text(), path
+
+
 def test_language_id_matches_what_was_planted_and_keeps_english(materialized, sample_world):
     _, stages = materialized
     truth = {p["url"]: p["language"] for p in planted(sample_world) if p["kind"] == "page"}

@@ -211,8 +211,9 @@ def scorer_for(
     """The scorer of a cutoffs directory: `languages` (every language with models when
     empty), fingerprinted by the models' contents, saving scores under `directory`."""
     local = storage.path(models_dir)
-    chosen = tuple(languages) or tuple(available_languages(local))
-    missing = [lang for lang in chosen if lang not in available_languages(local)]
+    modelled = available_languages(local)
+    chosen = tuple(languages) or tuple(modelled)
+    missing = [lang for lang in chosen if lang not in modelled]
     if missing:
         raise FileNotFoundError(
             f"no perplexity models for {missing} in {local}: train them (lm_tokenizer and "

@@ -16,9 +16,6 @@ export LLAMAPIPE_DATA_ROOT := $(DATA)
 # The crawl's kept languages (English, as the paper's CommonCrawl): one perplexity-model run
 # per language partition. The sample crawl holds 8 languages; the others are dropped rows.
 LM_LANGUAGES := en
-STAGES       := cc_documents cc_line_dedup cc_language cc_perplexity cc_wikiref commoncrawl c4
-SOURCES      := wikipedia github books arxiv stackexchange
-CORPUS       := deduplicated mixture
 EXECUTE      := $(BIN)/dagster job execute -m pipelines.definitions -a defs
 
 demo: setup sample $(DAGSTER_HOME)/dagster.yaml
@@ -33,13 +30,11 @@ demo: setup sample $(DAGSTER_HOME)/dagster.yaml
 	$(EXECUTE) -j corpus -c pipelines/sample/corpus.yaml
 	$(EXECUTE) -j train -c pipelines/sample/train.yaml
 	@echo
-	@$(BIN)/llamapipe show $(foreach s,$(SOURCES),$(DATA)/stages/$(s)/all) \
-		$(foreach s,$(STAGES),$(DATA)/stages/$(s)/$(PARTITION)) \
-		$(foreach s,$(CORPUS),$(DATA)/stages/$(s)/all)
+	@$(BIN)/llamapipe show --root $(DATA)
 	@echo
-	@echo "Materialized: the sources $(SOURCES), lm_tokenizer + kenlm_model for"
-	@echo "$(LM_LANGUAGES), the crawl '$(PARTITION)' through $(STAGES), and the corpus:"
-	@echo "$(CORPUS), the tokenizer and the token shards (data/stages/tokenized_shards/all)."
+	@echo "Materialized: every asset of the recipe (curation/recipe.py; docs/ARCHITECTURE.md):"
+	@echo "the sources, lm_tokenizer + kenlm_model for $(LM_LANGUAGES), the crawl '$(PARTITION)',"
+	@echo "the corpus, the tokenizer and the token shards (data/stages/tokenized_shards/all)."
 	@echo "The data card: $(DATA)/card/DATA_CARD.md"
 	@echo "The tiny model trained on it: data/stages/pretrain/all/runs/tiny/; its evaluation table"
 	@echo "and a generated sample are the metadata of the evaluation asset; the HF export is in"

@@ -1,41 +1,103 @@
 """Checks every stage asset carries, computed from the files on disk, not from memory.
 
 `counts_conserve` re-counts the rows in the written part files and dropped files, so a stage
-that loses rows between processing and writing, or a manifest that lies, fails it.
+that loses rows between processing and writing, or a manifest that lies, fails it. Both it
+and `output_schema` are asset checks of their own (`stage_checks`): they read a finished
+partition, so they can be re-run alone from the UI, and they block downstream assets.
 """
-
-from __future__ import annotations
 
 import math
 import posixpath
+import warnings
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    MetadataValue,
+    PreviewWarning,
+    asset_check,
+)
 
-from curation.manifest import DROPPED_DIR, Manifest
-from curation.storage import Storage
+from assets.partitions import PARTITIONS
+from assets.resources import DataRoot
+from curation.core.manifest import DROPPED_DIR, Manifest, read_manifest
+from curation.core.storage import Storage
+from curation.recipe import (
+    ALL,
+    PARTITION,
+    PERPLEXITY_ORDERED,
+    RULES_HOLD,
+    Step,
+    rows_from,
+    step,
+)
 
 COUNTS_CONSERVE = "counts_conserve"
 OUTPUT_SCHEMA = "output_schema"
 
 
-def stage_check_specs(asset: str, *extra: str) -> list[AssetCheckSpec]:
-    """The checks every stage carries, plus `extra` ones (name, asset-specific, described
-    where their results are computed)."""
-    key = AssetKey(asset)
-    return [
-        *(AssetCheckSpec(name, asset=key) for name in extra),
-        AssetCheckSpec(
-            COUNTS_CONSERVE,
-            asset=key,
-            description="in == kept + dropped, re-counted from the written files; "
-            "and in == upstream kept",
-        ),
-        AssetCheckSpec(
-            OUTPUT_SCHEMA, asset=key, description="every part file has the stage's schema"
-        ),
-    ]
+def stage_checks(name: str) -> list[AssetChecksDefinition]:
+    """`counts_conserve` and `output_schema` of stage step `name`, each its own blocking
+    asset check over the partition's files."""
+    of = step(name)
+    source = rows_from(of)
+    partitions = PARTITIONS.get(of.partitions)
+    with warnings.catch_warnings():
+        # Partitioned asset checks are a Dagster preview: each check reads its partition.
+        warnings.simplefilter("ignore", PreviewWarning)
+        return _stage_checks(of, source, partitions)
+
+
+def _stage_checks(of: Step, source: Step | None, partitions) -> list[AssetChecksDefinition]:
+    def finished(context: AssetCheckExecutionContext, data_root: DataRoot):
+        partition = context.partition_key if of.partitions != ALL else PARTITION
+        storage = data_root.storage()
+        output = data_root.stage_dir(of.asset, partition)
+        upstream = data_root.stage_dir(source.asset, partition) if source else None
+        return storage, output, read_manifest(storage, output), upstream
+
+    @asset_check(
+        asset=of.asset,
+        name=COUNTS_CONSERVE,
+        blocking=True,
+        partitions_def=partitions,
+        description="in == kept + dropped, re-counted from the written files; and in == the "
+        "upstream's kept",
+    )
+    def conserve(context: AssetCheckExecutionContext, data_root: DataRoot) -> AssetCheckResult:
+        storage, output, manifest, upstream = finished(context, data_root)
+        if manifest is None:
+            return _not_materialized(COUNTS_CONSERVE, output)
+        before = read_manifest(storage, upstream) if upstream else None
+        return counts_conserve(storage, output, manifest, before.kept if before else None)
+
+    @asset_check(
+        asset=of.asset,
+        name=OUTPUT_SCHEMA,
+        blocking=True,
+        partitions_def=partitions,
+        description="every part file has the stage's schema",
+    )
+    def schema(context: AssetCheckExecutionContext, data_root: DataRoot) -> AssetCheckResult:
+        storage, output, manifest, _ = finished(context, data_root)
+        if manifest is None:
+            return _not_materialized(OUTPUT_SCHEMA, output)
+        return output_schema(storage, output, manifest, of.stage.output_schema)
+
+    return [conserve, schema]
+
+
+def _not_materialized(name: str, output: str) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=name,
+        passed=False,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"problems": f"no finished partition at {output}"},
+    )
 
 
 def _rows(storage: Storage, path: str) -> int:
@@ -90,9 +152,6 @@ def output_schema(storage: Storage, output: str, manifest: Manifest, expected) -
     )
 
 
-PERPLEXITY_ORDERED = "perplexity_buckets_ordered"
-
-
 def read_all_rows(storage: Storage, output: str, columns: list[str]) -> pa.Table:
     """Kept and dropped rows of a partition together (the dropped ones carry the same
     annotation columns), for checks that look at what a stage decided on every document."""
@@ -132,9 +191,6 @@ def perplexity_ordered(scored: pa.Table) -> AssetCheckResult:
             "languages_out_of_order": ", ".join(sorted(wrong)) or "none",
         },
     )
-
-
-RULES_HOLD = "rules_hold_on_output"
 
 
 def rules_hold(problems: list[str]) -> AssetCheckResult:

@@ -3,7 +3,7 @@
 `crawl_segments[crawl]` is the first asset of the `commoncrawl` group, so the `crawl` job
 (what the new-crawl sensor requests) downloads a new crawl before `cc_documents` reads it.
 The sample crawl ships with the sample world: for it the asset fetches nothing. Thin: the
-index, the paths file and the downloads are `curation.crawl_index`.
+index, the paths file and the downloads are `curation.commoncrawl.crawl_index`.
 """
 
 import posixpath
@@ -12,44 +12,20 @@ from typing import Literal
 from dagster import (
     AssetExecutionContext,
     Config,
-    ConfigurableResource,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from assets.partitions import crawls
-from assets.resources import SAMPLE_CRAWL, DataRoot
-from curation.crawl_index import (
-    DEFAULT_BASE_URL,
-    DEFAULT_INDEX_URL,
+from assets.resources import SAMPLE_CRAWL, CrawlSource, DataRoot
+from assets.stage_assets import asset_args
+from curation.commoncrawl.crawl_index import (
     SEGMENT_SUFFIXES,
     fetch_segments,
     paths_url,
     read_segment_paths,
 )
-
-GROUP = "commoncrawl"
-
-
-class CrawlSource(ConfigurableResource):
-    """Where crawls are published, and which of them a deployment ingests on its own.
-
-    `index_url` is a `collinfo.json`-format list (URL or path); segments are read from
-    `base_url` + `crawl-data/<crawl>/<format>.paths.gz`. The new-crawl sensor and schedule
-    request crawls newer than `since` (or than the newest known crawl), `max_new` at a time,
-    with `input_format` and `max_segments` (0: every segment) in the runs' configuration;
-    `max_segments` is also the cap of a run that does not set one.
-    """
-
-    index_url: str = DEFAULT_INDEX_URL
-    base_url: str = DEFAULT_BASE_URL
-    timeout_s: float = 60.0
-    since: str = ""
-    max_new: int = 2
-    input_format: Literal["wet", "warc"] = "wet"
-    max_segments: int = 100
-    parallel_downloads: int = 4
+from curation.recipe import step
 
 
 class CrawlSegmentsConfig(Config):
@@ -61,7 +37,7 @@ class CrawlSegmentsConfig(Config):
     fetch: bool = True  # False: use the archives already under raw/crawls/<crawl>/
 
 
-@asset(partitions_def=crawls, group_name=GROUP, kinds={"http"})
+@asset(**asset_args(step("crawl_segments")), kinds={"http"})
 def crawl_segments(
     context: AssetExecutionContext,
     config: CrawlSegmentsConfig,

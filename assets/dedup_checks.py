@@ -18,12 +18,11 @@ from dagster import AssetCheckResult, AssetCheckSeverity
 
 from assets.ground_truth import PLANTED_FILE, read_truth
 from assets.resources import DataRoot
-from curation.manifest import DROPPED_DIR
-from curation.minhash import shingle_hashes
-from curation.storage import Storage
+from curation.core.manifest import DROPPED_DIR
+from curation.core.storage import Storage
+from curation.dedup.minhash import shingle_hashes
+from curation.recipe import DUPLICATES_VERIFIED, PLANTED_DUPLICATES
 
-DUPLICATES_VERIFIED = "removals_are_near_copies"
-PLANTED_DUPLICATES = "planted_duplicates_collapsed"
 # A removal must be this close to the threshold in exact Jaccard: the signature estimate of
 # 112 values has a standard error of about 0.04 near 0.72, so 3 of them.
 VERIFY_MARGIN = 0.12

@@ -13,7 +13,6 @@ from typing import Literal
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     Config,
@@ -22,13 +21,14 @@ from dagster import (
     asset,
 )
 
-from assets.corpus import PARTITION
+from assets.config import build, config_class
 from assets.launchers import TrainingLauncher
 from assets.resources import DataRoot
+from assets.stage_assets import asset_args
 from assets.training import POOL
-from curation.inputs import partition_shards
-from training.evaluation_config import (
-    OFFLINE_TASKS,
+from curation.core.inputs import partition_shards
+from curation.recipe import BEATS_UNTRAINED, step
+from training.evaluation.config import (
     REPORT_FILE,
     EvaluationConfig,
     EvaluationJob,
@@ -37,10 +37,7 @@ from training.evaluation_config import (
     results_table,
 )
 
-EVALUATION_MODULE = "training.evaluation_run"
-
-GROUP = "model"
-BEATS_UNTRAINED = "beats_untrained_on_heldout"
+EVALUATION_MODULE = "training.evaluation.run"
 
 
 def latest_checkpoint_of_pretrain(context: AssetExecutionContext) -> str:
@@ -55,7 +52,7 @@ class HFExportConfig(Config):
     dtype: str = "bfloat16"  # or float32
 
 
-@asset(group_name=GROUP, deps=["pretrain"], kinds={"safetensors"})
+@asset(**asset_args(step("hf_export")), kinds={"safetensors"})
 def hf_export(
     context: AssetExecutionContext, config: HFExportConfig, data_root: DataRoot
 ) -> MaterializeResult:
@@ -71,7 +68,7 @@ def hf_export(
     out = export_hf(
         model,
         tokenizer_of(state),
-        data_root.stage_dir("hf_export", PARTITION),
+        data_root.output("hf_export"),
         getattr(torch, config.dtype),
     )
     return MaterializeResult(
@@ -84,14 +81,18 @@ def hf_export(
     )
 
 
-class EvaluationAssetConfig(Config):
-    runner: Literal["in_process", "launcher"] = "in_process"
-    device: str = EvaluationConfig.device  # "": cuda when there is one
-    max_tokens: int = EvaluationConfig.max_tokens
-    tasks: list[str] = list(OFFLINE_TASKS)
-    limit: int = EvaluationConfig.limit
-    prompt: str = EvaluationConfig.prompt
-    max_new_tokens: int = EvaluationConfig.max_new_tokens
+EvaluationAssetConfig = config_class(
+    "EvaluationAssetConfig",
+    EvaluationConfig,
+    exclude={"extra_task_paths"},
+    extra={
+        "runner": (
+            Literal["in_process", "launcher"],
+            "in_process",
+            "in the Dagster process, or launched on the training launcher's backend",
+        )
+    },
+)
 
 
 def _previous(context: AssetExecutionContext) -> dict:
@@ -103,10 +104,8 @@ def _previous(context: AssetExecutionContext) -> dict:
 
 
 @asset(
-    group_name=GROUP,
-    deps=["pretrain", "tokenized_shards", "mixture"],
+    **asset_args(step("evaluation")),
     pool=POOL,  # with `runner: launcher` it holds the accelerators, as training does
-    check_specs=[AssetCheckSpec(BEATS_UNTRAINED, asset="evaluation")],
     kinds={"pytorch"},
 )
 def evaluation(
@@ -119,18 +118,14 @@ def evaluation(
     from held-out documents (plus any configured task), and a greedy sample; the trained model
     next to an untrained one of the same configuration and to the previous evaluation."""
     storage = data_root.storage()
-    mixture = [s.path for s in partition_shards(storage, data_root.stage_dir("mixture", PARTITION))]
+    mixture = [s.path for s in partition_shards(storage, data_root.output("mixture"))]
     job = EvaluationJob(
         checkpoint=latest_checkpoint_of_pretrain(context),
         mixture_parts=tuple(mixture),
-        work_dir=data_root.stage_dir("evaluation", PARTITION),
-        config=EvaluationConfig(
-            max_tokens=config.max_tokens,
-            tasks=tuple(config.tasks),
-            limit=config.limit,
-            prompt=config.prompt,
-            max_new_tokens=config.max_new_tokens,
-            device=config.device,
+        work_dir=data_root.output("evaluation"),
+        config=build(
+            EvaluationConfig,
+            config,
         ),
     )
     if config.runner == "launcher":
@@ -141,7 +136,7 @@ def evaluation(
         )
         report = read_report(job.work_dir)
     else:
-        from training.evaluation_run import evaluate_run  # torch and the harness: only now
+        from training.evaluation.run import evaluate_run  # torch and the harness: only now
 
         report = evaluate_run(job.checkpoint, list(job.mixture_parts), job.work_dir, job.config)
     trained, untrained = (report["models"][m]["heldout"] for m in ("trained", "untrained"))

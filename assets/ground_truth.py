@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSeverity
 
 from assets.resources import DataRoot
-from curation.line_dedup import LINE_KEYS
-from curation.storage import Storage
+from curation.commoncrawl.line_dedup import LINE_KEYS
+from curation.core.storage import Storage
+from curation.recipe import BOILERPLATE_REMOVED, LOREM_REMOVED, SPAM_REMOVED
 
-BOILERPLATE_REMOVED = "planted_boilerplate_removed"
 PLANTED_FILE = "planted.jsonl"
 BOILERPLATE_FILE = "boilerplate.jsonl"
 
@@ -78,8 +78,6 @@ def boilerplate_removed(
     )
 
 
-SPAM_REMOVED = "planted_spam_removed"
-LOREM_REMOVED = "planted_lorem_removed"
 # CCNet's perplexity filter must catch keyword spam and filler; C4's rules are only meant to
 # catch filler ("lorem ipsum"): keyword spam with full sentences passes them, as in C4.
 PLANTED_KINDS = {SPAM_REMOVED: ("spam", "lorem"), LOREM_REMOVED: ("lorem",)}

@@ -2,7 +2,7 @@
 of this project, such as a large model's evaluation) runs, reporting through Pipes.
 
 The resource picks a backend (`local` torchrun, `slurm` sbatch, `kubernetes` PyTorchJob) and
-holds each backend's settings; `training/launch.py` renders and runs the commands. Whatever the
+holds each backend's settings; `training/launch/` renders and runs the commands. Whatever the
 backend, Dagster talks to the trainer the same way: the Pipes context travels in environment
 variables (`PipesEnvContextInjector`) and rank 0 appends its messages to a file in the run's
 launch directory (`PipesFileMessageReader`). That file is on the data root, which a cluster
@@ -19,7 +19,6 @@ from typing import Literal
 
 from dagster import (
     AssetExecutionContext,
-    Config,
     ConfigurableResource,
     Failure,
     MetadataValue,
@@ -29,6 +28,7 @@ from dagster import (
     open_pipes_session,
 )
 
+from assets.config import build, config_class, nested_config
 from training.launch import (
     TRAIN_MODULE,
     Job,
@@ -55,71 +55,20 @@ _FAILURE_TAIL = 40  # log lines attached to a failed launch
 PROGRESS_LINE = re.compile(r"step \d+/\d+ \| loss ")
 
 
-class LocalLauncherConfig(Config):
-    """torchrun on the Dagster host (`LocalSettings`)."""
-
-    nproc_per_node: int = LocalSettings.nproc_per_node
-    nnodes: int = LocalSettings.nnodes
-    node_rank: int = LocalSettings.node_rank
-    rdzv_endpoint: str = LocalSettings.rdzv_endpoint
-    rdzv_id: str = LocalSettings.rdzv_id
-    torchrun: str = LocalSettings.torchrun
-    grace_s: float = LocalSettings.grace_s
-
-
-class SlurmLauncherConfig(Config):
-    """An sbatch job (`SlurmSettings`); the defaults are nodes of 8 x A100 80GB over IB."""
-
-    nodes: int = SlurmSettings.nodes
-    gpus_per_node: int = SlurmSettings.gpus_per_node
-    nproc_per_node: int = SlurmSettings.nproc_per_node
-    cpus_per_task: int = SlurmSettings.cpus_per_task
-    mem: str = SlurmSettings.mem
-    time: str = SlurmSettings.time
-    partition: str = SlurmSettings.partition
-    account: str = SlurmSettings.account
-    qos: str = SlurmSettings.qos
-    job_name: str = SlurmSettings.job_name
-    exclusive: bool = SlurmSettings.exclusive
-    signal_before_end_s: int = SlurmSettings.signal_before_end_s
-    nccl_ib_disable: bool = SlurmSettings.nccl_ib_disable
-    nccl_socket_ifname: str = SlurmSettings.nccl_socket_ifname
-    rdzv_port: int = SlurmSettings.rdzv_port
-    env: dict[str, str] = {}
-    setup: list[str] = []
-    sbatch_options: list[str] = []
-    torchrun: str = SlurmSettings.torchrun
-    workdir: str = SlurmSettings.workdir
-
-
-class VolumeConfig(Config):
-    name: str
-    claim: str
-    mount_path: str
-    read_only: bool = False
-
-
-class KubernetesLauncherConfig(Config):
-    """A Kubeflow PyTorchJob (`KubernetesSettings`); submitted only with a kubectl context."""
-
-    image: str = KubernetesSettings.image
-    namespace: str = KubernetesSettings.namespace
-    nodes: int = KubernetesSettings.nodes
-    gpus_per_node: int = KubernetesSettings.gpus_per_node
-    nproc_per_node: int = KubernetesSettings.nproc_per_node
-    cpu: str = KubernetesSettings.cpu
-    memory: str = KubernetesSettings.memory
-    shm_size: str = KubernetesSettings.shm_size
-    job_name: str = KubernetesSettings.job_name
-    volumes: list[VolumeConfig] = []
-    node_selector: dict[str, str] = {}
-    service_account: str = KubernetesSettings.service_account
-    image_pull_policy: str = KubernetesSettings.image_pull_policy
-    nccl_ib_disable: bool = KubernetesSettings.nccl_ib_disable
-    nccl_socket_ifname: str = KubernetesSettings.nccl_socket_ifname
-    env: dict[str, str] = {}
-    torchrun: str = KubernetesSettings.torchrun
-    context: str = KubernetesSettings.context
+LocalLauncherConfig = config_class(
+    "LocalLauncherConfig", LocalSettings, doc="torchrun on the Dagster host (`LocalSettings`)."
+)
+SlurmLauncherConfig = config_class(
+    "SlurmLauncherConfig",
+    SlurmSettings,
+    doc="An sbatch job (`SlurmSettings`); the defaults are nodes of 8 x A100 80GB over IB.",
+)
+VolumeConfig = nested_config(Volume)
+KubernetesLauncherConfig = config_class(
+    "KubernetesLauncherConfig",
+    KubernetesSettings,
+    doc="A Kubeflow PyTorchJob (`KubernetesSettings`); submitted only with a kubectl context.",
+)
 
 
 @dataclass(frozen=True)
@@ -148,23 +97,14 @@ class TrainingLauncher(ConfigurableResource):
     poll_interval_s: float = 2.0
 
     def local_settings(self, nodes: int = 0, nproc_per_node: int = 0) -> LocalSettings:
-        values = self.local.model_dump()
-        if nodes:
-            values["nnodes"] = nodes
-        if nproc_per_node:
-            values["nproc_per_node"] = nproc_per_node
-        return LocalSettings(**values)
+        return build(LocalSettings, self.local, **_overrides("nnodes", nodes, nproc_per_node))
 
     def slurm_settings(self, nodes: int = 0, nproc_per_node: int = 0) -> SlurmSettings:
-        values = _overridden(self.slurm.model_dump(), nodes, nproc_per_node)
-        values["setup"] = tuple(values["setup"])
-        values["sbatch_options"] = tuple(values["sbatch_options"])
-        return SlurmSettings(**values)
+        return build(SlurmSettings, self.slurm, **_overrides("nodes", nodes, nproc_per_node))
 
     def kubernetes_settings(self, nodes: int = 0, nproc_per_node: int = 0) -> KubernetesSettings:
-        values = _overridden(self.kubernetes.model_dump(), nodes, nproc_per_node)
-        values["volumes"] = tuple(Volume(**v) for v in values["volumes"])
-        return KubernetesSettings(**values)
+        overrides = _overrides("nodes", nodes, nproc_per_node)
+        return build(KubernetesSettings, self.kubernetes, **overrides)
 
     def run(
         self,
@@ -240,12 +180,10 @@ class TrainingLauncher(ConfigurableResource):
         return KubernetesJob(settings, name, manifest)
 
 
-def _overridden(values: dict, nodes: int, nproc_per_node: int) -> dict:
-    if nodes:
-        values["nodes"] = nodes
-    if nproc_per_node:
-        values["nproc_per_node"] = nproc_per_node
-    return values
+def _overrides(nodes_field: str, nodes: int, nproc_per_node: int) -> dict[str, int]:
+    """One run's `nodes`/`nproc_per_node` over the backend's settings (0: not overridden)."""
+    given = {nodes_field: nodes, "nproc_per_node": nproc_per_node}
+    return {name: value for name, value in given.items() if value}
 
 
 def _log_line(

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dagster import MetadataValue
 from matplotlib.ticker import NullFormatter
 
-from curation.figures import plt, png_bytes
-from curation.manifest import Manifest
-from curation.storage import Storage
+from curation.core.figures import plt, png_bytes
+from curation.core.manifest import Manifest
+from curation.core.storage import Storage
 
 
 def plots_dir(output: str) -> str:

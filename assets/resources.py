@@ -1,7 +1,8 @@
-"""Resources the assets receive: where data lives and how shard maps run.
+"""Resources the assets receive: where data lives, how shard maps run, where crawls come
+from. (The fourth, `TrainingLauncher`, lives with its backends' settings in `launchers.py`.)
 
-The classes live here, beside the assets that use them; `pipelines/resources.py` decides
-their configuration for a deployment.
+The classes live here, beside the assets that use them; `pipelines/resources.py` makes every
+instance a deployment uses, from the environment, in one place.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from typing import Literal
 
 from dagster import ConfigurableResource
 
-from curation.executor import LocalExecutor, ShardExecutor
-from curation.storage import Storage
+from curation.commoncrawl.crawl_index import DEFAULT_BASE_URL, DEFAULT_INDEX_URL
+from curation.core.executor import LocalExecutor, ShardExecutor
+from curation.core.storage import Storage
+from curation.recipe import PARTITION, step
 
 SAMPLE_CRAWL = "sample"
 
@@ -42,6 +45,11 @@ class DataRoot(ConfigurableResource):
     def stage_dir(self, asset: str, partition: str) -> str:
         return self.storage().path("stages", asset, partition)
 
+    def output(self, asset: str, partition: str = PARTITION) -> str:
+        """Where a step of the recipe writes a partition: its table name, checked (a name
+        outside the table is an error, not a new directory)."""
+        return self.stage_dir(step(asset).asset, partition)
+
     def relative(self, path: str) -> str:
         """A path under the root as stage configs record it: relative to the root, so a
         manifest is byte-identical wherever the root is (stages resolve it with
@@ -61,7 +69,27 @@ class ShardExecutorResource(ConfigurableResource):
 
     def executor(self) -> ShardExecutor:
         if self.kind == "ray":
-            from curation.ray_executor import RayExecutor
+            from curation.core.ray_executor import RayExecutor
 
             return RayExecutor(self.ray_address, self.ray_num_cpus)
         return LocalExecutor(self.workers)
+
+
+class CrawlSource(ConfigurableResource):
+    """Where crawls are published, and which of them a deployment ingests on its own.
+
+    `index_url` is a `collinfo.json`-format list (URL or path); segments are read from
+    `base_url` + `crawl-data/<crawl>/<format>.paths.gz`. The new-crawl sensor and schedule
+    request crawls newer than `since` (or than the newest known crawl), `max_new` at a time,
+    with `input_format` and `max_segments` (0: every segment) in the runs' configuration;
+    `max_segments` is also the cap of a run that does not set one.
+    """
+
+    index_url: str = DEFAULT_INDEX_URL
+    base_url: str = DEFAULT_BASE_URL
+    timeout_s: float = 60.0
+    since: str = ""
+    max_new: int = 2
+    input_format: Literal["wet", "warc"] = "wet"
+    max_segments: int = 100
+    parallel_downloads: int = 4

@@ -4,44 +4,28 @@ from __future__ import annotations
 
 import posixpath
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow.parquet as pq
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
-    Config,
     MaterializeResult,
     MetadataValue,
 )
 
 from assets import plots
-from assets.checks import counts_conserve, output_schema
 from assets.resources import DataRoot, ShardExecutorResource
-from curation.inputs import partition_shards
-from curation.manifest import DROPPED_DIR, Manifest
-from curation.progress import ProgressSink
-from curation.runner import current_manifest, read_manifest, run_stage
-from curation.stage import ShardInput, Stage
-from curation.storage import Storage
+from curation.core.manifest import DROPPED_DIR, Manifest
+from curation.core.progress import ProgressSink
+from curation.core.runner import current_manifest, run_stage
+from curation.core.stage import ShardInput, Stage
+from curation.core.storage import Storage
 
 _BAR = 30
 _EXAMPLE_CHARS = 160
-
-
-RUN_OPTIONS = frozenset({"force", "input_dir"})
-S = TypeVar("S", bound=Stage)
-
-
-def stage_from_config(cls: type[S], config: Config, exclude: Iterable[str] = (), **extra) -> S:
-    """The stage whose fields the asset's Config mirrors (JSON lists become the stage's
-    tuples). Options of the run itself (`force`, `input_dir`) and `exclude` are not stage
-    config; `extra` are fields the asset computes (paths, cutoffs)."""
-    fields = config.model_dump(exclude=RUN_OPTIONS | set(exclude))
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    return cls(**values, **extra)
 
 
 @dataclass
@@ -49,14 +33,14 @@ class StageRun:
     """A finished stage run, before it becomes a MaterializeResult: assets add their own
     metadata (plots, examples) and checks to it."""
 
+    stage: Stage
     manifest: Manifest
     output: str
     metadata: dict[str, Any]
-    checks: list[AssetCheckResult]
 
-    def result(self, metadata=None, checks=()) -> MaterializeResult:
+    def result(self, metadata=None, checks: Sequence[AssetCheckResult] = ()) -> MaterializeResult:
         return MaterializeResult(
-            metadata={**self.metadata, **(metadata or {})}, check_results=[*self.checks, *checks]
+            metadata={**self.metadata, **(metadata or {})}, check_results=list(checks)
         )
 
 
@@ -73,7 +57,6 @@ def run_stage_asset(
     data_root: DataRoot,
     shard_executor: ShardExecutorResource,
     force: bool = False,
-    upstream: Manifest | None = None,
     asset_name: str | None = None,
 ) -> StageRun:
     """Run `stage` into `stages/<asset_name or stage.name>/<partition>` and report it."""
@@ -96,6 +79,7 @@ def run_stage_asset(
         f"dropped {manifest.dropped} -> {output}" + (" (up to date, reused)" if reused else "")
     )
     return StageRun(
+        stage,
         manifest,
         output,
         {
@@ -104,30 +88,6 @@ def run_stage_asset(
             "funnel": plots.save_png(plots.funnel(manifest), storage, output, "funnel"),
             "dropped_examples": MetadataValue.md(dropped_examples(storage, output, manifest)),
         },
-        [
-            counts_conserve(storage, output, manifest, upstream.kept if upstream else None),
-            output_schema(storage, output, manifest, stage.output_schema),
-        ],
-    )
-
-
-def run_downstream(
-    context: AssetExecutionContext,
-    stage: Stage,
-    upstream_asset: str,
-    data_root: DataRoot,
-    shard_executor: ShardExecutorResource,
-    force: bool = False,
-    asset_name: str | None = None,
-) -> StageRun:
-    """Run `stage` over the kept rows of the same partition of `upstream_asset`."""
-    storage = data_root.storage()
-    partition = context.partition_key
-    upstream_dir = data_root.stage_dir(upstream_asset, partition)
-    inputs = partition_shards(storage, upstream_dir)
-    upstream = read_manifest(storage, upstream_dir)
-    return run_stage_asset(
-        context, stage, inputs, partition, data_root, shard_executor, force, upstream, asset_name
     )
 
 

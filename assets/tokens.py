@@ -12,28 +12,28 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import (
     AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
-    Config,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from assets.corpus import PARTITION
+from assets.config import FORCE_HELP, build, config_class
 from assets.resources import DataRoot, ShardExecutorResource
+from assets.stage_assets import asset_args
 from assets.stage_run import histogram_table
-from curation.inputs import partition_shards
-from curation.runner import read_manifest
-from curation.storage import Storage
-from curation.token_shards import (
+from curation.core.inputs import partition_shards
+from curation.core.manifest import read_manifest
+from curation.core.storage import Storage
+from curation.recipe import step
+from curation.tokens.shards import (
     TokenShardsConfig,
-    counts_conserve,
     decode_documents,
+    shard_counts_conserve,
     shards_intact,
     write_token_shards,
 )
-from curation.tokenizer import (
+from curation.tokens.tokenizer import (
     TokenizerConfig,
     digits_split,
     round_trips,
@@ -41,14 +41,7 @@ from curation.tokenizer import (
     train_tokenizer,
 )
 
-GROUP = "tokens"
-TOKENIZER_CHECKS = ("digits_split", "unicode_round_trips", "special_ids")
-SHARD_CHECKS = ("counts_conserve", "shards_intact", "decodes_to_the_mixture")
 _DECODE_SAMPLE = 200  # validation documents compared with the mixture's text
-
-
-def _specs(asset_name: str, names: tuple[str, ...]) -> list[AssetCheckSpec]:
-    return [AssetCheckSpec(name, asset=asset_name) for name in names]
 
 
 def _check(name: str, result: tuple[bool, dict]) -> AssetCheckResult:
@@ -58,19 +51,9 @@ def _check(name: str, result: tuple[bool, dict]) -> AssetCheckResult:
     )
 
 
-class TokenizerAssetConfig(Config):
-    """`TokenizerConfig`'s fields (curation/tokenizer.py), plus `force`."""
-
-    vocab_size: int = TokenizerConfig.vocab_size
-    seed: int = TokenizerConfig.seed
-    sample_documents: int = TokenizerConfig.sample_documents
-    sample_bytes: int = TokenizerConfig.sample_bytes
-    heldout_fraction: float = TokenizerConfig.heldout_fraction
-    heldout_documents_per_group: int = TokenizerConfig.heldout_documents_per_group
-    character_coverage: float = TokenizerConfig.character_coverage
-    max_sentence_length: int = TokenizerConfig.max_sentence_length
-    num_threads: int = TokenizerConfig.num_threads
-    force: bool = False
+TokenizerAssetConfig = config_class(
+    "TokenizerAssetConfig", TokenizerConfig, extra={"force": (bool, False, FORCE_HELP)}
+)
 
 
 def _fertility_table(groups: dict[str, dict]) -> str:
@@ -86,12 +69,7 @@ def _fertility_table(groups: dict[str, dict]) -> str:
     return "\n".join(rows)
 
 
-@asset(
-    group_name=GROUP,
-    deps=["mixture"],
-    check_specs=_specs("tokenizer", TOKENIZER_CHECKS),
-    kinds={"sentencepiece"},
-)
+@asset(**asset_args(step("tokenizer")), kinds={"sentencepiece"})
 def tokenizer(
     context: AssetExecutionContext,
     config: TokenizerAssetConfig,
@@ -102,10 +80,10 @@ def tokenizer(
     normalization, <unk>=0 <s>=1 </s>=2) on a seeded sample of the mixture's training rows;
     fertility per corpus and language measured on held-out documents."""
     storage = data_root.storage()
-    settings = TokenizerConfig(**config.model_dump(exclude={"force"}))
+    settings = build(TokenizerConfig, config)
     trained = train_tokenizer(
-        partition_shards(storage, data_root.stage_dir("mixture", PARTITION)),
-        data_root.stage_dir("tokenizer", PARTITION),
+        partition_shards(storage, data_root.output("mixture")),
+        data_root.output("tokenizer"),
         storage,
         settings,
         shard_executor.executor(),
@@ -131,10 +109,9 @@ def tokenizer(
     )
 
 
-class TokenizedShardsConfig(Config):
-    shard_tokens: int = TokenShardsConfig.shard_tokens
-    encode_threads: int = TokenShardsConfig.encode_threads
-    force: bool = False
+TokenizedShardsConfig = config_class(
+    "TokenizedShardsConfig", TokenShardsConfig, extra={"force": (bool, False, FORCE_HELP)}
+)
 
 
 def _validation_texts(storage: Storage, mixture_dir: str) -> Iterator[str]:
@@ -157,12 +134,7 @@ def decodes_to_the_mixture(storage: Storage, output: str, mixture_dir: str) -> t
     return ok, {"compared": len(expected), "decoded": len(decoded), "different": different[:10]}
 
 
-@asset(
-    group_name=GROUP,
-    deps=["tokenizer", "mixture"],
-    check_specs=_specs("tokenized_shards", SHARD_CHECKS),
-    kinds={"numpy"},
-)
+@asset(**asset_args(step("tokenized_shards")), kinds={"numpy"})
 def tokenized_shards(
     context: AssetExecutionContext,
     config: TokenizedShardsConfig,
@@ -174,43 +146,43 @@ def tokenized_shards(
     fixed-size uint16 shards with document indexes; train and validation apart.
     Byte-identical whatever the worker count."""
     storage = data_root.storage()
-    mixture_dir = data_root.stage_dir("mixture", PARTITION)
-    output = data_root.stage_dir("tokenized_shards", PARTITION)
+    mixture_dir = data_root.output("mixture")
+    output = data_root.output("tokenized_shards")
     manifest = write_token_shards(
         partition_shards(storage, mixture_dir),
-        posixpath.join(data_root.stage_dir("tokenizer", PARTITION), "tokenizer.model"),
+        posixpath.join(data_root.output("tokenizer"), "tokenizer.model"),
         output,
         storage,
         shard_executor.executor(),
-        TokenShardsConfig(**config.model_dump(exclude={"force"})),
+        build(TokenShardsConfig, config),
         plan_fingerprint=read_manifest(storage, mixture_dir).fingerprint,
         force=config.force,
     )
-    splits = manifest["splits"]
+    splits = manifest.splits
     context.log.info(
-        f"tokenized_shards: train {splits['train']['tokens']} tokens, "
-        f"validation {splits['validation']['tokens']} -> {output}"
+        f"tokenized_shards: train {splits['train'].tokens} tokens, "
+        f"validation {splits['validation'].tokens} -> {output}"
     )
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(output),
-            "train_tokens": splits["train"]["tokens"],
-            "validation_tokens": splits["validation"]["tokens"],
-            "train_shards": len(splits["train"]["shards"]),
-            "dtype": manifest["format"]["dtype"],
-            "document": manifest["format"]["document"],
+            "train_tokens": splits["train"].tokens,
+            "validation_tokens": splits["validation"].tokens,
+            "train_shards": len(splits["train"].shards),
+            "dtype": manifest.format.dtype,
+            "document": manifest.format.document,
             **{
                 f"{split}_tokens_by_corpus": MetadataValue.md(
                     histogram_table(
-                        {c: s["tokens"] for c, s in splits[split]["sources"].items()}, "corpus"
+                        {c: s.tokens for c, s in splits[split].sources.items()}, "corpus"
                     )
                 )
                 for split in ("train", "validation")
             },
-            "fingerprint": manifest["fingerprint"],
+            "fingerprint": manifest.fingerprint,
         },
         check_results=[
-            _check("counts_conserve", counts_conserve(manifest)),
+            _check("counts_conserve", shard_counts_conserve(manifest)),
             _check("shards_intact", shards_intact(storage, output)),
             _check("decodes_to_the_mixture", decodes_to_the_mixture(storage, output, mixture_dir)),
         ],

@@ -18,70 +18,47 @@ from collections.abc import Sequence
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
-    Config,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
 from assets import plots
-from assets.corpus import PARTITION
+from assets.config import build, config_class
 from assets.launchers import Launch, TrainingLauncher
 from assets.resources import DataRoot
-from curation.figures import plt
+from assets.stage_assets import asset_args
+from curation.core.figures import plt
+from curation.recipe import LOSS_DECREASED, step
 from training.config import TrainConfig
 
-GROUP = "training"
 POOL = "gpu"
-LOSS_DECREASED = "loss_decreased"
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one directory level, no "..", no "/"
 
 
-class PretrainConfig(Config):
-    """`TrainConfig`'s fields (training/config.py) except the paths, which come from the data
-    root; plus the run's name and the launcher overrides for this run. The defaults are the
-    paper's 7B run; 0 in `lr`, `max_steps` or `micro_batch_size` takes the preset's value."""
-
-    run_name: str = ""  # the run directory's name; "" = the model preset
-    restart: bool = False  # delete the run's checkpoints and metrics first
-    nodes: int = 0  # 0: the launcher's setting
-    nproc_per_node: int = 0  # 0: the launcher's setting
-    model: str = TrainConfig.model
-    vocab_size: int = TrainConfig.vocab_size
-    seq_len: int = TrainConfig.seq_len
-    micro_batch_size: int = TrainConfig.micro_batch_size
-    global_batch_tokens: int = TrainConfig.global_batch_tokens
-    max_steps: int = TrainConfig.max_steps
-    lr: float = TrainConfig.lr
-    warmup_steps: int = TrainConfig.warmup_steps
-    min_lr_ratio: float = TrainConfig.min_lr_ratio
-    adam_beta1: float = TrainConfig.adam_beta1
-    adam_beta2: float = TrainConfig.adam_beta2
-    weight_decay: float = TrainConfig.weight_decay
-    grad_clip: float = TrainConfig.grad_clip
-    activation_checkpointing: str = TrainConfig.activation_checkpointing
-    compile: bool = TrainConfig.compile
-    device: str = TrainConfig.device
-    checkpoint_interval: int = TrainConfig.checkpoint_interval
-    keep_checkpoints: int = TrainConfig.keep_checkpoints
-    seed: int = TrainConfig.seed
-    log_interval: int = TrainConfig.log_interval
-    max_bad_steps: int = TrainConfig.max_bad_steps
-    loader_workers: int = TrainConfig.loader_workers
-
-
-LAUNCH_FIELDS = {"run_name", "restart", "nodes", "nproc_per_node"}
+PretrainConfig = config_class(
+    "PretrainConfig",
+    TrainConfig,
+    exclude={"data_dir", "output_dir"},
+    extra={
+        "run_name": (str, "", "the run directory's name; '' = the model preset"),
+        "restart": (bool, False, "delete the run's checkpoints and metrics first"),
+        "nodes": (int, 0, "0: the launcher's setting"),
+        "nproc_per_node": (int, 0, "0: the launcher's setting"),
+    },
+    doc="`TrainConfig`'s fields (training/config.py) except the paths, which come from the "
+    "data root; plus the run's name and the launcher overrides for this run. The defaults are "
+    "the paper's 7B run; 0 in `lr`, `max_steps` or `micro_batch_size` takes the preset's value.",
+)
 
 
 def train_config(config: PretrainConfig, data_dir: str, output_dir: str) -> TrainConfig:
     """The run's `TrainConfig`, resolved: the launch's config.json and the asset's metadata
     show the rate, steps and micro-batch the run uses, not zeros."""
-    fields = config.model_dump(exclude=LAUNCH_FIELDS)
-    return TrainConfig(data_dir=data_dir, output_dir=output_dir, **fields).resolve()
+    return build(TrainConfig, config, data_dir=data_dir, output_dir=output_dir).resolve()
 
 
 def read_metrics(run_dir: str) -> list[dict]:
@@ -148,13 +125,7 @@ def _fresh(run_dir: str) -> None:
             os.remove(os.path.join(run_dir, name))
 
 
-@asset(
-    group_name=GROUP,
-    deps=["tokenized_shards"],
-    pool=POOL,
-    check_specs=[AssetCheckSpec(LOSS_DECREASED, asset="pretrain")],
-    kinds={"pytorch"},
-)
+@asset(**asset_args(step("pretrain")), pool=POOL, kinds={"pytorch"})
 def pretrain(
     context: AssetExecutionContext,
     config: PretrainConfig,
@@ -173,10 +144,10 @@ def pretrain(
     run_name = config.run_name or config.model
     if not RUN_NAME.fullmatch(run_name):
         raise ValueError(f"run_name {run_name!r}: letters, digits, '.', '_' and '-' only")
-    run_dir = posixpath.join(data_root.stage_dir("pretrain", PARTITION), "runs", run_name)
+    run_dir = posixpath.join(data_root.output("pretrain"), "runs", run_name)
     if config.restart:
         _fresh(run_dir)
-    train = train_config(config, data_root.stage_dir("tokenized_shards", PARTITION), run_dir)
+    train = train_config(config, data_root.output("tokenized_shards"), run_dir)
     launch = training_launcher.run(
         context,
         train.to_json(),

@@ -20,13 +20,13 @@ import tempfile
 import pyarrow.parquet as pq
 from report import best_of, print_rows
 
-from curation.cc_documents import CCDocuments
-from curation.extract import parse_http
-from curation.inputs import archive_shards, partition_shards
-from curation.langid import LanguageId, load_model, resolve_model_path
-from curation.runner import run_stage
-from curation.storage import Storage
-from curation.warc import Record, iter_records
+from curation.commoncrawl.documents import CCDocuments
+from curation.commoncrawl.extract import parse_http
+from curation.commoncrawl.langid import LanguageId, load_model, resolve_model_path
+from curation.commoncrawl.warc import Record, iter_records
+from curation.core.inputs import archive_shards, partition_shards
+from curation.core.runner import run_stage
+from curation.core.storage import Storage
 
 
 def fastwarc_count(paths: list[str]) -> int:
@@ -133,7 +133,12 @@ def main() -> None:
     t, n = best_of(args.repeat, lambda: fastwarc_count(warcs))
     record("fastwarc: iterate WARC records", t, n, f"{n / t / warcio_rate:.1f}x warcio")
     t, n = best_of(args.repeat, lambda: our_reader_count(warcs))
-    record("curation.warc (fastwarc + member checks)", t, n, f"{n / t / warcio_rate:.1f}x warcio")
+    record(
+        "curation.commoncrawl.warc (fastwarc + member checks)",
+        t,
+        n,
+        f"{n / t / warcio_rate:.1f}x warcio",
+    )
 
     wet_inputs = archive_shards(storage, os.path.join(crawl, "wet"))
     t, n = best_of(args.repeat, lambda: stage_run(CCDocuments(crawl="bench"), wet_inputs, storage))

@@ -42,18 +42,19 @@ import pyarrow.parquet as pq
 from datasketch import MinHash
 from report import best_of, print_rows
 
-from curation.dedup_buckets import MapTask, ReduceTask, pair_counts
-from curation.dedup_corpus import CorpusGroup, CorpusShard, corpus_inputs
-from curation.dedup_signatures import MinHashSignatures
-from curation.documents import DOCUMENT_SCHEMA
-from curation.executor import LocalExecutor
-from curation.inputs import partition_shards
-from curation.minhash import signatures
-from curation.near_dedup import Deduplicated
-from curation.runner import read_manifest, run_stage
-from curation.storage import Storage
+from curation.core.documents import DOCUMENT_SCHEMA
+from curation.core.executor import LocalExecutor
+from curation.core.inputs import partition_shards
+from curation.core.manifest import read_manifest
+from curation.core.runner import run_stage
+from curation.core.storage import Storage
+from curation.dedup.buckets import MapTask, ReduceTask, pair_counts
+from curation.dedup.corpus import CorpusGroup, CorpusShard, corpus_inputs
+from curation.dedup.minhash import signatures
+from curation.dedup.near_dedup import Deduplicated
+from curation.dedup.signatures import MinHashSignatures
 
-# curation.minhash's word bytes: ASCII letters, digits, "_" and every non-ASCII byte
+# curation.dedup.minhash's word bytes: ASCII letters, digits, "_" and every non-ASCII byte
 _SEPARATORS = bytes(
     b if chr(b).isalnum() and b < 128 or b == 95 or b > 127 else 32 for b in range(256)
 )
@@ -72,7 +73,7 @@ def partitions(stages: str) -> list[tuple[str, str]]:
 
 
 def shingle_bytes(text: str) -> list[bytes]:
-    """The same words and 5-grams as curation.minhash, as bytes for datasketch to hash."""
+    """The same words and 5-grams as curation.dedup.minhash, as bytes for datasketch to hash."""
     words = text.lower().encode().translate(_SEPARATORS).split()
     if len(words) < 5:
         return [b" ".join(words)] if words else []
@@ -118,13 +119,13 @@ def throughput(texts: list[str], subset: list[str], repeat: int) -> list[tuple]:
     bulk = record("datasketch MinHash.bulk (update_batch)", t, subset)
     t, _ = best_of(repeat, lambda: ours(subset))
     record(
-        "curation.minhash.signatures (same docs)",
+        "curation.dedup.minhash.signatures (same docs)",
         t,
         subset,
         f"{len(subset) / t / loop:.0f}x per-shingle, {len(subset) / t / bulk:.1f}x bulk",
     )
     t, _ = best_of(repeat, lambda: ours(texts))
-    record("curation.minhash.signatures (all docs)", t, texts)
+    record("curation.dedup.minhash.signatures (all docs)", t, texts)
     return rows
 
 

@@ -16,27 +16,32 @@ from dataclasses import replace
 import pyarrow.parquet as pq
 from report import print_rows
 
-from curation.c4 import C4Filter
-from curation.cc_documents import CCDocuments
-from curation.exact_dedup import ExactDedup
-from curation.executor import LocalExecutor
-from curation.inputs import WIKI_DUMP_SUFFIXES, archive_shards, partition_shards
-from curation.langid import LanguageId
-from curation.line_dedup import LineDedup
-from curation.lm_train import language_texts, model_files, train_kenlm, train_lm_tokenizer
-from curation.normalize import normalize
-from curation.perplexity import load_kenlm, load_tokenizer
-from curation.perplexity_cutoffs import crawl_cutoffs, scorer_for
-from curation.runner import run_stage
-from curation.storage import Storage
-from curation.wikipedia import WikipediaText
-from curation.wikiref import (
+from curation.commoncrawl.c4 import C4Filter
+from curation.commoncrawl.documents import CCDocuments
+from curation.commoncrawl.exact_dedup import ExactDedup
+from curation.commoncrawl.langid import LanguageId
+from curation.commoncrawl.line_dedup import LineDedup
+from curation.commoncrawl.normalize import normalize
+from curation.commoncrawl.perplexity import load_kenlm, load_tokenizer
+from curation.commoncrawl.perplexity_cutoffs import crawl_cutoffs, scorer_for
+from curation.commoncrawl.perplexity_models import (
+    language_texts,
+    model_files,
+    train_kenlm,
+    train_lm_tokenizer,
+)
+from curation.commoncrawl.wikiref import (
     WikiRefFilter,
     cited_url_set,
     crawl_pages,
     train_classifier,
     training_set,
 )
+from curation.core.executor import LocalExecutor
+from curation.core.inputs import WIKI_DUMP_SUFFIXES, archive_shards, partition_shards
+from curation.core.runner import run_stage
+from curation.core.storage import Storage
+from curation.sources.wikipedia import WikipediaText
 
 LANGUAGES = ["en", "fr", "de", "es"]
 

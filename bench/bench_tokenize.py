@@ -31,11 +31,11 @@ import pyarrow.parquet as pq
 import sentencepiece as spm
 from report import print_rows
 
-from curation.executor import LocalExecutor
-from curation.inputs import contract_parts
-from curation.storage import Storage
-from curation.token_shards import TokenShardsConfig, write_token_shards
-from curation.tokenizer import TokenizerConfig, train_tokenizer
+from curation.core.executor import LocalExecutor
+from curation.core.inputs import contract_parts
+from curation.core.storage import Storage
+from curation.tokens.shards import TokenShardsConfig, write_token_shards
+from curation.tokens.tokenizer import TokenizerConfig, train_tokenizer
 
 SOURCES = ["commoncrawl", "c4", "github", "wikipedia", "books", "arxiv", "stackexchange"]
 H100_BF16_PEAK = 989e12
@@ -75,8 +75,8 @@ def shards_run(inputs, model: str, workers: int, threads: int) -> int:
             LocalExecutor(workers),
             TokenShardsConfig(encode_threads=threads),
         )
-    train = manifest["splits"]["train"]
-    return train["tokens"] - 2 * train["documents"]
+    train = manifest.splits["train"]
+    return train.tokens - 2 * train.documents
 
 
 def loader_run(directory: str, workers: int, batches: int) -> tuple[float, int]:

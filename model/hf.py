@@ -235,7 +235,7 @@ def config_from_hf(hf: dict) -> LlamaConfig:
 def tokenizer_files(special: SpecialTokens, max_seq_len: int) -> dict[str, dict]:
     """`tokenizer_config.json` and `special_tokens_map.json` for `LlamaTokenizer` over our
     `tokenizer.model`: <s> prepended, as every pre-training document starts with it
-    (curation/token_shards.py); </s> not, as a prompt is a document not yet ended; no pad piece.
+    (curation/tokens/shards.py); </s> not, as a prompt is a document not yet ended; no pad piece.
     `legacy` true keeps transformers 4's slow tokenizer byte-for-byte SentencePiece."""
     pieces = {"bos_token": special.bos, "eos_token": special.eos, "unk_token": special.unk}
     return {

@@ -2,6 +2,9 @@
 
 The commands call the same stage classes and runner the assets call; only `crawls add` talks
 to a Dagster instance (imported lazily, so the rest starts fast).
+
+Long because it is one argparse front end over every command; each command is a short
+function calling the core.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from curation.executor import LocalExecutor, ShardExecutor
-from curation.inputs import (
+from curation.core.executor import LocalExecutor, ShardExecutor
+from curation.core.inputs import (
     ARCHIVE_SUFFIXES,
     WIKI_DUMP_SUFFIXES,
     MissingInput,
@@ -25,11 +28,11 @@ from curation.inputs import (
     file_shard,
     parquet_parts,
 )
-from curation.manifest import Manifest
-from curation.progress import ProgressSink, ProgressUpdate
-from curation.runner import read_manifest, run_stage
-from curation.stage import ShardInput, Stage
-from curation.storage import OutputWriteError, Storage
+from curation.core.manifest import MANIFEST_NAME, Manifest, read_manifest
+from curation.core.progress import ProgressSink, ProgressUpdate
+from curation.core.runner import run_stage
+from curation.core.stage import ShardInput, Stage
+from curation.core.storage import OutputWriteError, Storage
 
 
 def _files(suffixes: tuple[str, ...]) -> Callable[[Storage, str], list[ShardInput]]:
@@ -44,37 +47,28 @@ def _files(suffixes: tuple[str, ...]) -> Callable[[Storage, str], list[ShardInpu
 
 
 def _stages() -> dict[str, tuple[type[Stage], Callable]]:
-    """Stage name -> (stage class, how to find its input shards). Imported on use."""
-    from curation.c4 import C4Filter
-    from curation.cc_documents import CCDocuments
-    from curation.dedup_signatures import MinHashSignatures
-    from curation.exact_dedup import ExactDedup
-    from curation.langid import LanguageId
-    from curation.line_dedup import LineDedup
-    from curation.mixture import Mixture
-    from curation.perplexity import Perplexity
-    from curation.sources import arxiv, github
-    from curation.sources.books import BooksClean, book_shards
-    from curation.sources.stackexchange import StackExchangeClean, site_shards
-    from curation.wikipedia import WikipediaText
-    from curation.wikiref import WikiRefFilter
+    """Stage name -> (stage class, how to find its input shards), for every stage of the
+    recipe's table (curation/recipe.py; global dedup has its own command). Stages that read
+    raw files say which; the others read contract Parquet. Imported on use."""
+    from curation.commoncrawl.documents import CCDocuments
+    from curation.dedup.near_dedup import Deduplicated
+    from curation.dedup.signatures import MinHashSignatures
+    from curation.recipe import stage_steps
+    from curation.sources import arxiv, books, github, stackexchange
+    from curation.sources.wikipedia import WikipediaText
 
-    return {
-        CCDocuments.name: (CCDocuments, _files(ARCHIVE_SUFFIXES)),
-        LineDedup.name: (LineDedup, parquet_parts),
-        LanguageId.name: (LanguageId, parquet_parts),
-        Perplexity.name: (Perplexity, parquet_parts),
-        WikiRefFilter.name: (WikiRefFilter, parquet_parts),
-        ExactDedup.name: (ExactDedup, parquet_parts),
-        C4Filter.name: (C4Filter, parquet_parts),
-        WikipediaText.name: (WikipediaText, _files(WIKI_DUMP_SUFFIXES)),
-        github.GitHubFilter.name: (github.GitHubFilter, _files(github.SUFFIXES)),
-        BooksClean.name: (BooksClean, book_shards),
-        arxiv.ArxivClean.name: (arxiv.ArxivClean, _files(arxiv.SUFFIXES)),
-        StackExchangeClean.name: (StackExchangeClean, site_shards),
-        MinHashSignatures.name: (MinHashSignatures, parquet_parts),
-        Mixture.name: (Mixture, parquet_parts),
+    raw = {
+        CCDocuments: _files(ARCHIVE_SUFFIXES),
+        WikipediaText: _files(WIKI_DUMP_SUFFIXES),
+        github.GitHubFilter: _files(github.SUFFIXES),
+        books.BooksClean: books.book_shards,
+        arxiv.ArxivClean: _files(arxiv.SUFFIXES),
+        stackexchange.StackExchangeClean: stackexchange.site_shards,
     }
+    steps = [s for s in stage_steps() if s.stage is not Deduplicated]
+    stages = {s.stage.name: (s.stage, raw.get(s.stage, parquet_parts)) for s in steps}
+    # The signature assets run this stage once per upstream partition.
+    return {**stages, MinHashSignatures.name: (MinHashSignatures, parquet_parts)}
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -93,9 +87,9 @@ def cmd_stage(args: argparse.Namespace) -> int:
 def cmd_deduplicated(args: argparse.Namespace) -> int:
     """Signatures of every input directory first (beside the output, reused while current),
     then global dedup over all of them, in the order given."""
-    from curation.dedup_corpus import CorpusGroup, corpus_inputs
-    from curation.dedup_signatures import MinHashSignatures
-    from curation.near_dedup import Deduplicated
+    from curation.dedup.corpus import CorpusGroup, corpus_inputs
+    from curation.dedup.near_dedup import Deduplicated
+    from curation.dedup.signatures import MinHashSignatures
 
     storage, executor = Storage("/"), _executor(args)
     output = os.path.abspath(args.output)
@@ -114,7 +108,7 @@ def cmd_deduplicated(args: argparse.Namespace) -> int:
 
 
 def cmd_tokenizer(args: argparse.Namespace) -> int:
-    from curation.tokenizer import TokenizerConfig, train_tokenizer
+    from curation.tokens.tokenizer import TokenizerConfig, train_tokenizer
 
     config = TokenizerConfig(**{n: getattr(args, n) for n in _config_fields(TokenizerConfig)})
     inputs = [os.path.abspath(p) for p in args.input]
@@ -135,7 +129,7 @@ def cmd_tokenizer(args: argparse.Namespace) -> int:
 
 
 def cmd_tokenized_shards(args: argparse.Namespace) -> int:
-    from curation.token_shards import TokenShardsConfig, write_token_shards
+    from curation.tokens.shards import TokenShardsConfig, write_token_shards
 
     config = TokenShardsConfig(**{n: getattr(args, n) for n in _config_fields(TokenShardsConfig)})
     manifest = write_token_shards(
@@ -147,10 +141,9 @@ def cmd_tokenized_shards(args: argparse.Namespace) -> int:
         config,
         force=args.force,
     )
-    for split, body in manifest["splits"].items():
+    for split, body in manifest.splits.items():
         print(
-            f"{split}: {body['documents']} documents, {body['tokens']} tokens, "
-            f"{len(body['shards'])} shards"
+            f"{split}: {body.documents} documents, {body.tokens} tokens, {len(body.shards)} shards"
         )
     print(f"output: {os.path.abspath(args.output)}")
     return 0
@@ -247,9 +240,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from curation.inputs import parquet_parts
-    from training.evaluation_config import EvaluationConfig, results_table
-    from training.evaluation_run import evaluate_run
+    from curation.core.inputs import parquet_parts
+    from training.evaluation.config import EvaluationConfig, results_table
+    from training.evaluation.run import evaluate_run
 
     mixture = [s.path for s in parquet_parts(Storage("/"), os.path.abspath(args.mixture))]
     config = EvaluationConfig(max_tokens=args.max_tokens, limit=args.limit)
@@ -287,8 +280,10 @@ def _exit_status(manifest: Manifest) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """The given partitions, or with `--root` every finished partition of the recipe's
+    stages, in the table's order."""
     storage = Storage("/")
-    for path in args.partitions:
+    for path in args.partitions or _recipe_partitions(storage, args.root):
         manifest = read_manifest(storage, os.path.abspath(path))
         if manifest is None:
             raise MissingInput(f"no finished partition (no manifest) at {path}")
@@ -296,11 +291,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe_partitions(storage: Storage, root: str | None) -> list[str]:
+    from curation.recipe import stage_steps
+
+    if root is None:
+        raise SystemExit("llamapipe show: give partition directories or --root")
+    found = []
+    for step in (s for s in stage_steps() if s.in_recipe):
+        asset_dir = os.path.join(os.path.abspath(root), "stages", step.asset)
+        partitions = storage.list_dirs(asset_dir) if os.path.isdir(asset_dir) else []
+        found += [p for p in partitions if (Path(p) / MANIFEST_NAME).exists()]
+    return found
+
+
 def _perplexity_with_cutoffs(stage, inputs, output: str, storage: Storage, args) -> Stage:
     """The perplexity stage over every language it scores (those with models when none is
     given), with `--cutoffs` or, without them, cutoffs computed from a sample of its own
     input, whose scores the stage then reads back (under `<output>.cutoffs/`)."""
-    from curation.perplexity_cutoffs import crawl_cutoffs, scorer_for, write_cutoffs
+    from curation.commoncrawl.perplexity_cutoffs import crawl_cutoffs, scorer_for, write_cutoffs
 
     directory = f"{output}.cutoffs"
     scorer = scorer_for(
@@ -328,7 +336,12 @@ def _print_cutoffs(cutoffs: dict[str, list[float]]) -> None:
 
 
 def cmd_train_lm(args: argparse.Namespace) -> int:
-    from curation.lm_train import language_texts, model_files, train_kenlm, train_lm_tokenizer
+    from curation.commoncrawl.perplexity_models import (
+        language_texts,
+        model_files,
+        train_kenlm,
+        train_lm_tokenizer,
+    )
 
     texts = language_texts(Storage("/"), os.path.abspath(args.articles), args.language)
     files = model_files(os.path.abspath(args.models_dir), args.language)
@@ -341,7 +354,7 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
 def cmd_cutoffs(args: argparse.Namespace) -> int:
     """Cutoffs of a crawl's language-identified documents, from a sample of them, as JSON
     for `llamapipe stage cc_perplexity --cutoffs`."""
-    from curation.perplexity_cutoffs import crawl_cutoffs, scorer_for
+    from curation.commoncrawl.perplexity_cutoffs import crawl_cutoffs, scorer_for
 
     storage = Storage("/")
     output = os.path.abspath(args.output)
@@ -360,7 +373,12 @@ def cmd_cutoffs(args: argparse.Namespace) -> int:
 
 
 def cmd_train_wikiref(args: argparse.Namespace) -> int:
-    from curation.wikiref import cited_url_set, crawl_pages, train_classifier, training_set
+    from curation.commoncrawl.wikiref import (
+        cited_url_set,
+        crawl_pages,
+        train_classifier,
+        training_set,
+    )
 
     storage = Storage("/")
     cited = cited_url_set(storage, os.path.abspath(args.articles))
@@ -375,7 +393,7 @@ def cmd_train_wikiref(args: argparse.Namespace) -> int:
 
 
 def cmd_sample_build(args: argparse.Namespace) -> int:
-    from curation.sample.build import build_sample_world
+    from sample_world.build import build_sample_world
 
     out = build_sample_world(Path(args.out), Path(args.cache), seed=args.seed, force=args.force)
     print(f"sample world: {out}")
@@ -385,10 +403,12 @@ def cmd_sample_build(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """The data root's partitions, then (with a Dagster instance) the crawls it knows that
     have no output yet: a sensor-requested run that failed or has not started."""
-    from curation.status import partition_statuses, status_table
+    from curation.core.status import partition_statuses, status_table
 
     storage = Storage(args.root if "://" in args.root else os.path.abspath(args.root))
-    statuses = partition_statuses(storage, storage.path("stages"))
+    from curation.recipe import STEPS
+
+    statuses = partition_statuses(storage, storage.path("stages"), [s.asset for s in STEPS])
     print(status_table(statuses) if statuses else f"nothing materialized under {args.root}")
     if os.environ.get("DAGSTER_HOME"):
         from dagster import DagsterInstance
@@ -419,7 +439,7 @@ def cmd_crawls_add(args: argparse.Namespace) -> int:
 
 def _crawl_id(value: str) -> str:
     """A crawl id becomes a directory name under the data root: refuse an unsafe one."""
-    from curation.crawl_index import CrawlIndexError, validate_crawl_id
+    from curation.commoncrawl.crawl_index import CrawlIndexError, validate_crawl_id
 
     try:
         return validate_crawl_id(value)
@@ -430,7 +450,7 @@ def _crawl_id(value: str) -> str:
 def _executor(args: argparse.Namespace) -> ShardExecutor:
     """The shard map the options ask for: a process pool, or a Ray cluster."""
     if args.executor == "ray":
-        from curation.ray_executor import RayExecutor
+        from curation.core.ray_executor import RayExecutor
 
         return RayExecutor(args.ray_address)
     return LocalExecutor(args.workers)
@@ -506,7 +526,7 @@ def _add_stage_parser(stages, cls: type[Stage], input_help: str, many: bool = Fa
 
 def _add_sample_options(parser: argparse.ArgumentParser) -> None:
     """How perplexity cutoffs are computed when none are given (perplexity_cutoffs.py)."""
-    from curation.perplexity_cutoffs import DEFAULT_PERCENTILES, SAMPLE_DOCUMENTS
+    from curation.commoncrawl.perplexity_cutoffs import DEFAULT_PERCENTILES, SAMPLE_DOCUMENTS
 
     parser.add_argument("--percentiles", type=float, nargs=2, default=list(DEFAULT_PERCENTILES))
     parser.add_argument(
@@ -515,8 +535,8 @@ def _add_sample_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_token_parsers(stages) -> None:
-    from curation.token_shards import TokenShardsConfig
-    from curation.tokenizer import TokenizerConfig
+    from curation.tokens.shards import TokenShardsConfig
+    from curation.tokens.tokenizer import TokenizerConfig
 
     inputs = "contract Parquet files or partition directories, in stream order"
     tokenizer = stages.add_parser("tokenizer", help="SentencePiece BPE as in the paper")
@@ -542,13 +562,13 @@ def build_parser() -> argparse.ArgumentParser:
         if find_inputs is not parquet_parts:
             source = "file or directory"
         _add_stage_parser(stages, cls, f"input: {source}")
-    from curation.near_dedup import Deduplicated
+    from curation.dedup.near_dedup import Deduplicated
 
     _add_stage_parser(stages, Deduplicated, "directories of contract Parquet", True)
     _add_token_parsers(stages)
 
-    from curation.lm_train import CCNET_VOCAB_SIZE
-    from curation.perplexity import SCORING_MODES
+    from curation.commoncrawl.perplexity import SCORING_MODES
+    from curation.commoncrawl.perplexity_models import CCNET_VOCAB_SIZE
 
     lm = commands.add_parser("train-lm", help="SentencePiece + KenLM for one language")
     lm.add_argument("--articles", required=True, help="a wikipedia partition directory")
@@ -577,7 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     wikiref.set_defaults(func=cmd_train_wikiref)
 
     show = commands.add_parser("show", help="summarize finished partitions from their manifests")
-    show.add_argument("partitions", nargs="+", help="partition directories")
+    show.add_argument("partitions", nargs="*", help="partition directories")
+    show.add_argument("--root", help="or every recipe stage's partitions under this data root")
     show.set_defaults(func=cmd_show)
 
     status = commands.add_parser(

@@ -2,39 +2,21 @@
 
 import os
 
-from dagster import (
-    Definitions,
-    in_process_executor,
-    load_assets_from_modules,
-    multiprocess_executor,
-)
+from dagster import Definitions, in_process_executor, multiprocess_executor
 
-from assets import (
-    c4,
-    commoncrawl,
-    corpus,
-    evaluation,
-    quality,
-    reference,
-    sources,
-    tokens,
-    training,
-)
-from curation.executor import available_cpus
+from assets.graph import ASSETS, CHECKS
+from curation.core.executor import available_cpus
 from pipelines.jobs import JOBS
-from pipelines.new_crawls import CRAWL_SOURCE, SCHEDULES, SENSORS, with_retraining
+from pipelines.new_crawls import SCHEDULES, SENSORS, with_retraining
 from pipelines.resources import RESOURCES
 
 defs = Definitions(
-    assets=with_retraining(
-        load_assets_from_modules(
-            [commoncrawl, quality, c4, reference, sources, corpus, tokens, training, evaluation]
-        )
-    ),
-    jobs=JOBS,
+    assets=with_retraining(ASSETS),
+    asset_checks=CHECKS,
+    jobs=list(JOBS.values()),
     sensors=SENSORS,
     schedules=SCHEDULES,
-    resources={**RESOURCES, "crawl_source": CRAWL_SOURCE},
+    resources=RESOURCES,
     # The multiprocess executor sizes itself from the host's cores, not the container's
     # quota; say how many steps may run at once. LLAMAPIPE_STEP_EXECUTOR=in_process runs a
     # run's steps in its one process instead (no code-location import per step: small

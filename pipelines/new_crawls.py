@@ -47,16 +47,11 @@ from dagster import (
     sensor,
 )
 
-from assets.crawl_segments import CrawlSource
 from assets.partitions import crawls
-from curation.crawl_index import (
-    DEFAULT_BASE_URL,
-    DEFAULT_INDEX_URL,
-    read_crawl_index,
-    select_new_crawls,
-    validate_crawl_id,
-)
-from pipelines.jobs import crawl_job
+from assets.resources import CrawlSource
+from curation.commoncrawl.crawl_index import read_crawl_index, select_new_crawls
+from pipelines.jobs import JOBS
+from pipelines.resources import env_choice
 
 WEEK_S = 7 * 24 * 3600
 MODES = ("off", "sensor", "schedule")
@@ -67,25 +62,8 @@ RETRAIN = {
 }
 
 
-def _env_choice(name: str, choices: Sequence[str]) -> str:
-    value = os.environ.get(name, choices[0])
-    if value not in choices:
-        raise ValueError(f"{name}={value!r}: expected one of {', '.join(choices)}")
-    return value
-
-
-MODE = _env_choice("LLAMAPIPE_NEW_CRAWLS", MODES)
-RETRAIN_POLICY = _env_choice("LLAMAPIPE_RETRAIN_ON_NEW_DATA", tuple(RETRAIN))
-SINCE = os.environ.get("LLAMAPIPE_CRAWLS_SINCE", "")
-
-CRAWL_SOURCE = CrawlSource(
-    index_url=os.environ.get("LLAMAPIPE_CRAWL_INDEX", DEFAULT_INDEX_URL),
-    base_url=os.environ.get("LLAMAPIPE_CRAWL_BASE_URL", DEFAULT_BASE_URL),
-    since=validate_crawl_id(SINCE) if SINCE else "",
-    max_new=int(os.environ.get("LLAMAPIPE_CRAWLS_MAX_NEW", "2")),
-    input_format=_env_choice("LLAMAPIPE_CRAWL_FORMAT", ("wet", "warc")),
-    max_segments=int(os.environ.get("LLAMAPIPE_CRAWL_MAX_SEGMENTS", "100")),
-)
+MODE = env_choice("LLAMAPIPE_NEW_CRAWLS", MODES)
+RETRAIN_POLICY = env_choice("LLAMAPIPE_RETRAIN_ON_NEW_DATA", tuple(RETRAIN))
 
 
 def crawls_to_request(source: CrawlSource, known: set[str]) -> tuple[list[str], int]:
@@ -119,7 +97,7 @@ def _skip_reason(source: CrawlSource, listed: int) -> str:
 
 @sensor(
     name="new_crawls",
-    job=crawl_job,
+    job=JOBS["crawl"],
     minimum_interval_seconds=int(os.environ.get("LLAMAPIPE_NEW_CRAWLS_INTERVAL_S", WEEK_S)),
     default_status=DefaultSensorStatus.RUNNING if MODE == "sensor" else DefaultSensorStatus.STOPPED,
     description="Reads the crawl index; each new crawl becomes a `crawls` partition and one "
@@ -143,7 +121,7 @@ def new_crawls(context: SensorEvaluationContext, crawl_source: CrawlSource) -> S
 
 @schedule(
     name="new_crawls_weekly",
-    job=crawl_job,
+    job=JOBS["crawl"],
     cron_schedule=os.environ.get("LLAMAPIPE_NEW_CRAWLS_CRON", "0 6 * * 1"),
     execution_timezone="UTC",
     default_status=(

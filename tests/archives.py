@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from curation.stage import ShardInput
+from curation.core.stage import ShardInput
 
 DATE = "2023-01-31T12:00:00Z"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from reliability import LEDGER, Ledger
 
-from curation.storage import Storage
+from curation.core.storage import Storage
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRE_ALL = "LLAMAPIPE_REQUIRE_ALL"
@@ -30,7 +30,7 @@ def storage(tmp_path) -> Storage:
 @pytest.fixture(scope="session")
 def sample_world() -> Path:
     """The embedded sample world at ./data/sample (built by `make`; built here if absent)."""
-    from curation.sample.build import build_sample_world
+    from sample_world.build import build_sample_world
 
     return build_sample_world(REPO / "data" / "sample", REPO / ".cache" / "debian")
 

@@ -9,12 +9,12 @@ import pytest
 from archives import tar_gz, tar_member
 from conftest import REPO
 
-from curation.documents import document_id
-from curation.inputs import archive_shards
-from curation.runner import run_stage
-from curation.sample.arxiv import build_arxiv
+from curation.core.documents import document_id
+from curation.core.inputs import archive_shards
+from curation.core.runner import run_stage
 from curation.sources.arxiv import SUFFIXES, ArxivClean, verify_arxiv
 from curation.sources.latex import LatexError, strip_comments
+from sample_world.arxiv import build_arxiv
 
 PREAMBLE = "\\documentclass{article}\n\\title{PREAMBLE}\n\\begin{document}\n"
 

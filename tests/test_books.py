@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO
 
-from curation.documents import document_id
-from curation.executor import LocalExecutor
-from curation.runner import run_stage
-from curation.sample.books import Work, build_books, gutenberg_text
+from curation.core.documents import document_id
+from curation.core.executor import LocalExecutor
+from curation.core.runner import run_stage
+from curation.core.storage import Storage
 from curation.sources.books import (
     BooksClean,
     book_shards,
@@ -25,7 +25,7 @@ from curation.sources.books import (
     strip_gutenberg,
     verify_books,
 )
-from curation.storage import Storage
+from sample_world.books import Work, build_books, gutenberg_text
 
 VOCABULARY = [f"w{i}" for i in range(2000)]
 

@@ -3,10 +3,10 @@
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.c4 import C4Filter, split_sentences
-from curation.executor import LocalExecutor
-from curation.runner import run_stage
-from curation.stage import ShardInput
+from curation.commoncrawl.c4 import C4Filter, split_sentences
+from curation.core.executor import LocalExecutor
+from curation.core.runner import run_stage
+from curation.core.stage import ShardInput
 
 
 def page(topic: str) -> list[str]:

@@ -4,9 +4,9 @@ import pyarrow.parquet as pq
 import pytest
 from archives import ENGLISH, FRENCH, Page, html_page, warc_bytes, wet_bytes, write
 
-from curation.cc_documents import CCDocuments
-from curation.inputs import MissingInput, archive_shards, file_shard
-from curation.runner import run_stage
+from curation.commoncrawl.documents import CCDocuments
+from curation.core.inputs import MissingInput, archive_shards, file_shard
+from curation.core.runner import run_stage
 
 GOOD = [html_page(f"https://docs.example/{i}", f"Title {i}", [ENGLISH, FRENCH]) for i in range(3)]
 

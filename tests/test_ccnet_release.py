@@ -22,16 +22,17 @@ from dagster import DagsterInstance, materialize
 from http_files import served
 from test_perplexity import ccnet_cutoff_csv
 
+from assets.commoncrawl import perplexity_cutoffs
+from assets.graph import STAGE_ASSETS
 from assets.partitions import crawls
-from assets.quality import cc_perplexity, perplexity_cutoffs
-from assets.reference import kenlm_model, lm_tokenizer
+from assets.perplexity_models import kenlm_model, lm_tokenizer
 from assets.resources import DataRoot, ShardExecutorResource
-from curation.inputs import parquet_parts
-from curation.langid import LanguageId
-from curation.lm_train import model_files, train_language_model
-from curation.runner import run_stage
-from curation.storage import Storage
-from curation.wikipedia import iter_articles
+from curation.commoncrawl.langid import LanguageId
+from curation.commoncrawl.perplexity_models import model_files, train_language_model
+from curation.core.inputs import parquet_parts
+from curation.core.runner import run_stage
+from curation.core.storage import Storage
+from curation.sources.wikipedia import iter_articles
 
 pytestmark = pytest.mark.slow
 CRAWL = "test-crawl"
@@ -110,7 +111,7 @@ def test_released_models_and_cutoffs_over_http_bucket_the_crawl(
     cutoffs = json.loads((stages / "perplexity_cutoffs" / CRAWL / "cutoffs.json").read_text())
     assert cutoffs == {"en": EN_CUTOFFS}  # fr is not a scored language
 
-    run([cc_perplexity], root, CRAWL)
+    run([STAGE_ASSETS["cc_perplexity"]], root, CRAWL)
     scored = pq.read_table(stages / "cc_perplexity" / CRAWL).to_pylist()
     scored += pq.read_table(stages / "cc_perplexity" / CRAWL / "_dropped").to_pylist()
     assert scored and {row["language"] for row in scored} == {"en"}
@@ -128,7 +129,7 @@ def test_manifests_are_the_same_wherever_the_data_root_is(release, english_docum
         root = data_root(tmp_path / place, english_documents)
         run([lm_tokenizer, kenlm_model], root, "en", released(str(release)))
         run([perplexity_cutoffs], root, CRAWL)
-        run([cc_perplexity], root, CRAWL)
+        run([STAGE_ASSETS["cc_perplexity"]], root, CRAWL)
         manifest = Path(root.root) / "stages" / "cc_perplexity" / CRAWL / "_manifest.json"
         manifests.append(manifest.read_bytes())
     assert json.loads(manifests[0])["config"]["models_dir"] == "models/perplexity"

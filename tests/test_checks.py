@@ -4,8 +4,8 @@ import pyarrow.parquet as pq
 from test_runner import Recording, make_shards
 
 from assets.checks import counts_conserve, output_schema
-from curation.documents import DOCUMENT_SCHEMA, Document, documents_table
-from curation.runner import run_stage
+from curation.core.documents import DOCUMENT_SCHEMA, Document, documents_table
+from curation.core.runner import run_stage
 
 
 def materialized(storage, tmp_path):

@@ -33,7 +33,7 @@ from faults import (
 )
 from reliability import Ledger
 
-from curation.runner import staging_path
+from curation.core.runner import staging_path
 from pipelines.cli import main
 
 

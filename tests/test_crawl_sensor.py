@@ -40,9 +40,9 @@ from dagster import (
     validate_run_config,
 )
 
-from assets.crawl_segments import CrawlSource
 from assets.partitions import crawls
-from curation.crawl_index import (
+from assets.resources import CrawlSource
+from curation.commoncrawl.crawl_index import (
     CrawlIndexError,
     fetch_segments,
     parse_crawl_index,
@@ -51,7 +51,7 @@ from curation.crawl_index import (
     read_segment_paths,
     select_new_crawls,
 )
-from curation.storage import Storage
+from curation.core.storage import Storage
 from pipelines.new_crawls import new_crawls, new_crawls_weekly, with_retraining
 
 NEW = "CC-MAIN-2099-01"
@@ -332,12 +332,13 @@ def test_a_new_crawl_is_ingested_by_the_daemon_with_nobody_acting(
 ):
     """The daemon runs, and has looked at the index, before the crawl is published:
     publishing it is the only act."""
-    from assets.reference import kenlm_model, lm_tokenizer, wikipedia
+    from assets.graph import STAGE_ASSETS
+    from assets.perplexity_models import kenlm_model, lm_tokenizer
     from assets.resources import DataRoot, ShardExecutorResource
-    from curation.cc_documents import CCDocuments
-    from curation.executor import LocalExecutor
-    from curation.inputs import file_shard
-    from curation.runner import run_stage
+    from curation.commoncrawl.documents import CCDocuments
+    from curation.core.executor import LocalExecutor
+    from curation.core.inputs import file_shard
+    from curation.core.runner import run_stage
 
     root = tmp_path / "data"
     root.mkdir()
@@ -380,7 +381,7 @@ def test_a_new_crawl_is_ingested_by_the_daemon_with_nobody_acting(
             "shard_executor": ShardExecutorResource(workers=1),
         }
         with DagsterInstance.ephemeral() as scratch:
-            materialize([wikipedia], resources=resources, instance=scratch)
+            materialize([STAGE_ASSETS["wikipedia"]], resources=resources, instance=scratch)
             materialize(
                 [lm_tokenizer, kenlm_model],
                 resources=resources,

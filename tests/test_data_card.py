@@ -4,10 +4,10 @@ import struct
 
 from test_mixture import corpus_shard
 
-from curation.data_card import StageOutput, build_card
-from curation.executor import LocalExecutor
-from curation.mixture import Mixture
-from curation.runner import run_stage
+from curation.core.executor import LocalExecutor
+from curation.core.runner import run_stage
+from curation.corpus.data_card import StageOutput, build_card
+from curation.corpus.mixture import Mixture
 
 
 def test_the_card_reports_funnel_mixture_and_warnings_from_the_manifests(storage, tmp_path):

@@ -10,11 +10,11 @@ import sentencepiece as spm
 import torch
 from token_corpus import documents, write_parts
 
-from curation.storage import Storage
-from curation.token_shards import TokenShardsConfig, write_token_shards
-from curation.tokenizer import MODEL_NAME, TokenizerConfig, train_tokenizer
+from curation.core.manifest import MANIFEST_NAME
+from curation.core.storage import Storage
+from curation.tokens.shards import TokenShardsConfig, write_token_shards
+from curation.tokens.tokenizer import MODEL_NAME, TokenizerConfig, train_tokenizer
 from training.data import (
-    MANIFEST_NAME,
     LoaderConfig,
     Permutation,
     SequenceDataset,

@@ -21,10 +21,11 @@ from conftest import require
 from faults import BIN, files_under, identity, rows_read_back, tree
 from reliability import Ledger
 
-from curation.cc_documents import CCDocuments
-from curation.inputs import archive_shards
-from curation.runner import read_manifest, run_stage, staging_path
-from curation.storage import OutputWriteError, Storage
+from curation.commoncrawl.documents import CCDocuments
+from curation.core.inputs import archive_shards
+from curation.core.manifest import read_manifest
+from curation.core.runner import run_stage, staging_path
+from curation.core.storage import OutputWriteError, Storage
 from pipelines.cli import main
 
 

@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from small_run import small_run
 from token_corpus import documents, write_parts
 
-from curation.storage import Storage
-from curation.token_shards import iter_documents, read_shards_manifest, write_token_shards
-from curation.tokenizer import MODEL_NAME, TokenizerConfig, train_tokenizer
+from curation.core.storage import Storage
+from curation.tokens.shards import iter_documents, read_shards_manifest, write_token_shards
+from curation.tokens.tokenizer import MODEL_NAME, TokenizerConfig, train_tokenizer
 from model import Llama
 from training.checkpoint import load_model
 from training.data import TokenStream
-from training.evaluate import heldout_metrics, labelled_validation_documents
+from training.evaluation.heldout import heldout_metrics, labelled_validation_documents
 from training.train import main as train_main
 
 pytestmark = pytest.mark.slow
@@ -118,8 +118,8 @@ def test_per_corpus_numbers_from_the_mixture_labels(run_dir):
     counted: dict[str, int] = {}
     for source, _ in labelled:
         counted[source] = counted.get(source, 0) + 1
-    expected = manifest["splits"]["validation"]["sources"]
-    assert counted == {source: c["documents"] for source, c in expected.items()}
+    expected = manifest.splits["validation"].sources
+    assert counted == {source: c.documents for source, c in expected.items()}
     metrics = heldout_metrics(model, shards, documents=labelled, max_tokens=None, seq_len=64)
     per = metrics["per_corpus"]
     assert set(per) == {"commoncrawl", "github", "wikipedia"}

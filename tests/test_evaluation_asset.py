@@ -18,13 +18,13 @@ from token_corpus import documents, write_parts
 from assets.evaluation import BEATS_UNTRAINED, evaluation
 from assets.launchers import MESSAGES_FILE, LocalLauncherConfig, TrainingLauncher
 from assets.resources import DataRoot
-from curation.executor import LocalExecutor
-from curation.inputs import parquet_parts, partition_shards
-from curation.mixture import Mixture
-from curation.runner import run_stage
-from curation.token_shards import write_token_shards
-from curation.tokenizer import TokenizerConfig, train_tokenizer
-from training.evaluation_config import results_table
+from curation.core.executor import LocalExecutor
+from curation.core.inputs import parquet_parts, partition_shards
+from curation.core.runner import run_stage
+from curation.corpus.mixture import Mixture
+from curation.tokens.shards import write_token_shards
+from curation.tokens.tokenizer import TokenizerConfig, train_tokenizer
+from training.evaluation.config import results_table
 from training.train import main as train_main
 
 pytestmark = pytest.mark.slow

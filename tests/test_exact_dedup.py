@@ -4,10 +4,10 @@ import numpy as np
 import pyarrow.parquet as pq
 from archives import annotated_shard
 
-from curation.exact_dedup import ExactDedup, content_digest, first_occurrence_masks
-from curation.executor import LocalExecutor
-from curation.runner import run_stage
-from curation.stage import ShardInput
+from curation.commoncrawl.exact_dedup import ExactDedup, content_digest, first_occurrence_masks
+from curation.core.executor import LocalExecutor
+from curation.core.runner import run_stage
+from curation.core.stage import ShardInput
 
 
 def shard(tmp_path, name: str, texts: list[str]) -> ShardInput:

@@ -16,6 +16,7 @@ import yaml
 from conftest import REPO
 from dagster import Config, validate_run_config
 
+from curation.recipe import step
 from pipelines.definitions import defs
 
 RUN_OPTIONS = {"force"}
@@ -39,9 +40,12 @@ def table() -> dict[tuple[str, str], dict[str, str]]:
 
 
 def asset_configs() -> dict[str, type[Config]]:
-    """Each asset's Pythonic config class, from its function's `config` parameter."""
+    """Each recipe asset's Pythonic config class, from its function's `config` parameter.
+    Options outside the recipe (a step no job runs) document their own sources."""
     configs = {}
     for assets_def in defs.assets:
+        if not step(assets_def.op.name).in_recipe:
+            continue
         parameters = inspect.signature(assets_def.op.compute_fn.decorated_fn).parameters
         if "config" in parameters:
             configs[assets_def.op.name] = parameters["config"].annotation

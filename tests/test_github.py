@@ -8,11 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO
 
-from curation.executor import LocalExecutor
-from curation.inputs import file_shard
-from curation.runner import run_stage
-from curation.sample.github import GPL_REPO, build_github
+from curation.core.executor import LocalExecutor
+from curation.core.inputs import file_shard
+from curation.core.runner import run_stage
 from curation.sources.github import GitHubFilter, strip_license_header, verify_github
+from sample_world.github import GPL_REPO, build_github
 
 CODE = "def parse(value):\n    return value.strip().split(',')\n"
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from token_corpus import CODE, PARAGRAPHS, documents
 from transformers import AutoTokenizer, LlamaForCausalLM, LlamaTokenizer
 
-from curation.tokenizer import TokenizerConfig, train_model, training_sentences
+from curation.tokens.tokenizer import TokenizerConfig, train_model, training_sentences
 from model import Llama, LlamaConfig
 from model.hf import (
     UnsupportedCheckpoint,
@@ -34,7 +34,7 @@ SMALL = LlamaConfig(
 
 
 def sentencepiece_model(path: Path) -> Path:
-    """A 600-piece BPE model with the paper's options (curation.tokenizer's trainer)."""
+    """A 600-piece BPE model with the paper's options (curation.tokens.tokenizer's trainer)."""
     texts = [d["text"] for d in documents(300)]
     sentences, _ = training_sentences(texts, max_bytes=4192)
     config = TokenizerConfig(vocab_size=SMALL.vocab_size, character_coverage=0.995)

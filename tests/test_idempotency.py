@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 from faults import identities, tree
 
-from curation.cc_documents import CCDocuments
-from curation.executor import LocalExecutor
-from curation.inputs import archive_shards, partition_shards
-from curation.langid import LanguageId
-from curation.line_dedup import LineDedup
-from curation.manifest import Manifest
-from curation.runner import current_manifest, run_stage
-from curation.stage import Stage
-from curation.storage import Storage
+from curation.commoncrawl.documents import CCDocuments
+from curation.commoncrawl.langid import LanguageId
+from curation.commoncrawl.line_dedup import LineDedup
+from curation.core.executor import LocalExecutor
+from curation.core.inputs import archive_shards, partition_shards
+from curation.core.manifest import Manifest
+from curation.core.runner import current_manifest, run_stage
+from curation.core.stage import Stage
+from curation.core.storage import Storage
 
 
 def rewritten(before: dict[str, tuple], after: dict[str, tuple]) -> bool:
@@ -38,8 +38,8 @@ def test_a_dagster_asset_forced_twice_gives_the_same_bytes_then_is_reused(sample
     bytes: parts, manifest and the funnel plot), then again without: reused, not touched."""
     from dagster import DagsterInstance, materialize
 
+    from assets.graph import STAGE_ASSETS
     from assets.resources import DataRoot, ShardExecutorResource
-    from assets.sources import arxiv
 
     root = tmp_path / "root"
     root.mkdir()
@@ -56,7 +56,9 @@ def test_a_dagster_asset_forced_twice_gives_the_same_bytes_then_is_reused(sample
         def materialized(force: bool) -> bool:
             """Materialize; whether the asset reported its output reused."""
             config = {"ops": {"arxiv": {"config": {"force": force}}}}
-            result = materialize([arxiv], resources=resources, instance=instance, run_config=config)
+            result = materialize(
+                [STAGE_ASSETS["arxiv"]], resources=resources, instance=instance, run_config=config
+            )
             assert result.success
             (event,) = result.asset_materializations_for_node("arxiv")
             return event.metadata["reused"].value

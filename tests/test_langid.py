@@ -5,10 +5,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from archives import ENGLISH, FRENCH, GERMAN
 
-from curation.documents import Document, documents_table
-from curation.langid import LanguageId, load_model, predict_languages, resolve_model_path
-from curation.runner import run_stage
-from curation.stage import ShardInput
+from curation.commoncrawl.langid import (
+    LanguageId,
+    load_model,
+    predict_languages,
+    resolve_model_path,
+)
+from curation.core.documents import Document, documents_table
+from curation.core.runner import run_stage
+from curation.core.stage import ShardInput
 
 NOISE = "1234 5678 ::: ;;"
 

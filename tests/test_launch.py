@@ -23,10 +23,8 @@ from assets.launchers import (
     TrainingLauncher,
     VolumeConfig,
 )
-from assets.training import LAUNCH_FIELDS, PretrainConfig, loss_decreased
+from assets.training import loss_decreased
 from pipelines.definitions import defs
-from training import launch
-from training.config import TrainConfig
 from training.launch import (
     GPU_RESOURCE,
     JobStatus,
@@ -47,6 +45,7 @@ from training.launch import (
     supervise,
     torchrun_argv,
 )
+from training.launch import common as launch_common
 
 CONFIG = "/shared/runs/tiny/launches/r1/config.json"
 PIPES = {"DAGSTER_PIPES_CONTEXT": "eJyNkN2O+/=", "DAGSTER_PIPES_MESSAGES": 'it\'s "quoted" $HOME'}
@@ -84,13 +83,13 @@ def test_torchrun_multi_node_uses_a_c10d_rendezvous():
 
 def test_every_backend_runs_the_program_it_is_given():
     """The evaluation is launched like the trainer: only `-m MODULE` changes."""
-    program = ["-m", "training.evaluation_run", "--config", CONFIG]
-    local = torchrun_argv(LocalSettings(torchrun="torchrun"), CONFIG, "training.evaluation_run")
+    program = ["-m", "training.evaluation.run", "--config", CONFIG]
+    local = torchrun_argv(LocalSettings(torchrun="torchrun"), CONFIG, "training.evaluation.run")
     assert local[-4:] == program
-    script = render_sbatch(SlurmSettings(), CONFIG, "/logs", module="training.evaluation_run")
+    script = render_sbatch(SlurmSettings(), CONFIG, "/logs", module="training.evaluation.run")
     assert script.rstrip().endswith(" ".join(program))
     manifest = render_pytorchjob(
-        KubernetesSettings(nodes=2), "eval-1", CONFIG, module="training.evaluation_run"
+        KubernetesSettings(nodes=2), "eval-1", CONFIG, module="training.evaluation.run"
     )
     for replica in manifest["spec"]["pytorchReplicaSpecs"].values():
         assert replica["template"]["spec"]["containers"][0]["command"][-4:] == program
@@ -419,14 +418,6 @@ def test_resource_builds_backend_settings_with_run_overrides():
     assert launcher.local_settings(nproc_per_node=3).nproc_per_node == 3
 
 
-def test_pretrain_config_covers_the_trainers_fields():
-    """Every TrainConfig field but the paths is settable from Dagster, with the same default."""
-    fields = set(PretrainConfig.model_fields) - LAUNCH_FIELDS
-    assert fields == set(TrainConfig.__dataclass_fields__) - {"data_dir", "output_dir"}
-    for name in fields:
-        assert PretrainConfig.model_fields[name].default == getattr(TrainConfig(), name)
-
-
 # --- job handles ----------------------------------------------------------------------------
 
 
@@ -558,7 +549,7 @@ def test_slurm_job_follows_squeue_and_tolerates_a_busy_controller(tmp_path, monk
     job.cancel()
     assert (tmp_path / "calls").read_text() == "sbatch --parsable /x/train.sbatch\nscancel 77\n"
 
-    monkeypatch.setattr(launch, "UNKNOWN_PATIENCE_S", 0.5)
+    monkeypatch.setattr(launch_common, "UNKNOWN_PATIENCE_S", 0.5)
     (tmp_path / "state").write_text("")
     assert job.poll() == JobStatus("UNKNOWN", done=False)  # the first unknown starts the clock
     time.sleep(0.6)

@@ -3,11 +3,11 @@
 import numpy as np
 import pyarrow.parquet as pq
 
-from curation.documents import Document, documents_table
-from curation.executor import LocalExecutor
-from curation.line_dedup import LineDedup, duplicated_hashes, hash_lines
-from curation.runner import run_stage
-from curation.stage import ShardInput
+from curation.commoncrawl.line_dedup import LineDedup, duplicated_hashes, hash_lines
+from curation.core.documents import Document, documents_table
+from curation.core.executor import LocalExecutor
+from curation.core.runner import run_stage
+from curation.core.stage import ShardInput
 
 UNIQUE = [
     f"Paragraph {word} explains how the {word} subsystem schedules its work across the machine."

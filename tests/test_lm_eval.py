@@ -25,13 +25,13 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 from test_evaluate import build_run
 
-from curation.storage import Storage
-from curation.token_shards import decode_documents
+from curation.core.storage import Storage
+from curation.tokens.shards import decode_documents
 from model import Llama
 from model.hf import export_hf
 from training.checkpoint import load_model
-from training.lm_eval_model import LlamapipeLM
-from training.offline_tasks import (
+from training.evaluation.lm_eval_model import LlamapipeLM
+from training.evaluation.offline_tasks import (
     CONTINUATION_TASK,
     OFFLINE_TASKS,
     ROLLING_TASK,
@@ -197,7 +197,7 @@ def test_offline_tasks_from_python(lm, run_dir):
 def test_offline_tasks_from_the_command_line(run_dir, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1"}
     subprocess.run(
-        [sys.executable, "-m", "training.lm_eval_model", "--model", "llamapipe",
+        [sys.executable, "-m", "training.evaluation.lm_eval_model", "--model", "llamapipe",
          "--model_args", f"checkpoint={run_dir / 'run'}", "--batch_size", "4", "--device", "cpu",
          "--tasks", CONTINUATION_TASK, "--include_path", str(run_dir / "tasks"),
          "--limit", "8", "--output_path", str(tmp_path / "out")],

@@ -7,9 +7,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation.documents import DOCUMENT_SCHEMA
-from curation.executor import LocalExecutor
-from curation.mixture import (
+from curation.core.documents import DOCUMENT_SCHEMA
+from curation.core.executor import LocalExecutor
+from curation.core.runner import run_stage
+from curation.core.stage import ShardInput
+from curation.corpus.mixture import (
     TRAIN,
     VALIDATION,
     Mixture,
@@ -18,8 +20,6 @@ from curation.mixture import (
     realised_shares,
     shares_off_plan,
 )
-from curation.runner import run_stage
-from curation.stage import ShardInput
 
 
 def corpus_shard(tmp_path, corpus: str, n: int, size: int = 400) -> ShardInput:

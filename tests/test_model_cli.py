@@ -12,9 +12,9 @@ import torch
 from small_run import small_run
 from token_corpus import documents, write_parts
 
-from curation.storage import Storage
-from curation.token_shards import write_token_shards
-from curation.tokenizer import TokenizerConfig, train_tokenizer
+from curation.core.storage import Storage
+from curation.tokens.shards import write_token_shards
+from curation.tokens.tokenizer import TokenizerConfig, train_tokenizer
 from training.checkpoint import load_model
 
 pytestmark = pytest.mark.slow

@@ -16,32 +16,31 @@ import pyarrow.parquet as pq
 import pytest
 from datasketch import MinHash
 
-from curation import dedup_components
-from curation.dedup_components import components_of
-from curation.dedup_corpus import CorpusGroup, StaleSignatures, corpus_inputs
-from curation.dedup_graph import (
+from curation.core.documents import DOCUMENT_SCHEMA, drop_rows, schema_with
+from curation.core.executor import LocalExecutor
+from curation.core.inputs import file_shard, partition_shards
+from curation.core.manifest import Manifest
+from curation.core.runner import run_stage
+from curation.core.stage import ShardInput, ShardOutput, Stage
+from curation.core.storage import Storage
+from curation.dedup import components as dedup_components
+from curation.dedup.components import components_of, connected_components
+from curation.dedup.corpus import CorpusGroup, StaleSignatures, corpus_inputs
+from curation.dedup.graph import (
     BUCKET_ROW,
     SourceClasses,
-    connected_components,
     star_pairs,
     survivors,
 )
-from curation.dedup_signatures import MinHashSignatures, signature_matrix
-from curation.documents import DOCUMENT_SCHEMA, drop_rows, schema_with
-from curation.executor import LocalExecutor
-from curation.inputs import file_shard, partition_shards
-from curation.manifest import Manifest
-from curation.minhash import (
+from curation.dedup.minhash import (
     band_keys,
     ngram_hashes,
     shingle_hashes,
     signatures,
     word_hashes,
 )
-from curation.near_dedup import DEDUPLICATED_SCHEMA, Deduplicated
-from curation.runner import run_stage
-from curation.stage import ShardInput, ShardOutput, Stage
-from curation.storage import Storage
+from curation.dedup.near_dedup import DEDUPLICATED_SCHEMA, Deduplicated
+from curation.dedup.signatures import MinHashSignatures, signature_matrix
 
 VOCABULARY = [f"w{i}" for i in range(5000)]
 CRAWL_ANNOTATIONS = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.normalize import broad_dedup_key, normalize, normalize_for_dedup
+from curation.commoncrawl.normalize import broad_dedup_key, normalize, normalize_for_dedup
 
 VECTORS_FILE = Path(__file__).parent / "data" / "ccnet_text_normalizer_vectors.jsonl"
 # One object per "\n"-terminated line; `splitlines` would also cut at the raw U+0085 and

@@ -25,11 +25,10 @@ import pytest
 import test_perplexity
 import test_wikiref
 
-from curation.inputs import file_shard
-from curation.manifest import Manifest
-from curation.runner import read_manifest
-from curation.screening import cast_problem, read_shard
-from curation.storage import Storage
+from curation.core.inputs import file_shard
+from curation.core.manifest import Manifest, read_manifest
+from curation.core.screening import cast_problem, read_shard
+from curation.core.storage import Storage
 from pipelines.cli import main
 
 pytestmark = pytest.mark.slow
@@ -160,7 +159,7 @@ def test_pandas_parquet_is_processed_as_the_contracts_own(name, upstream, tmp_pa
 
 def test_the_tokenizer_and_its_shards_read_pandas_parquet_as_the_mixtures_own(upstream, tmp_path):
     """Not stages: they read the mixture's `split` and `repeats` through
-    curation/token_inputs.py, which takes any string and integer type for them."""
+    curation/tokens/inputs.py, which takes any string and integer type for them."""
     mixture = tmp_path / "mixture"
     run("mixture", upstream.partitions["documents"], mixture)
     for name, source in (("ours", mixture), ("theirs", pandas_copy(mixture, tmp_path / "pandas"))):

@@ -11,11 +11,24 @@ import pyarrow.parquet as pq
 import pytest
 import sentencepiece as spm
 
-from curation.arrays import load_array, save_array
-from curation.documents import Document, documents_table
-from curation.executor import LocalExecutor
-from curation.langid import LANGUAGE_FIELDS
-from curation.lm_train import (
+from curation.commoncrawl.langid import LANGUAGE_FIELDS
+from curation.commoncrawl.normalize import normalize
+from curation.commoncrawl.perplexity import (
+    DocumentScorer,
+    Perplexity,
+    available_languages,
+    bucket,
+    models_fingerprint,
+)
+from curation.commoncrawl.perplexity_cutoffs import (
+    compute_cutoffs,
+    crawl_cutoffs,
+    parse_cutoff_csv,
+    read_cutoff_csv,
+    sample_shards,
+    scorer_for,
+)
+from curation.commoncrawl.perplexity_models import (
     KENLM_MODEL_NAME,
     SP_MODEL_NAME,
     EmptyCorpus,
@@ -25,25 +38,12 @@ from curation.lm_train import (
     train_language_model,
     train_lm_tokenizer,
 )
-from curation.normalize import normalize
-from curation.perplexity import (
-    DocumentScorer,
-    Perplexity,
-    available_languages,
-    bucket,
-    models_fingerprint,
-)
-from curation.perplexity_cutoffs import (
-    compute_cutoffs,
-    crawl_cutoffs,
-    parse_cutoff_csv,
-    read_cutoff_csv,
-    sample_shards,
-    scorer_for,
-)
-from curation.runner import run_stage
-from curation.stage import ShardInput
-from curation.wikipedia import iter_articles
+from curation.core.arrays import load_array, save_array
+from curation.core.documents import Document, documents_table
+from curation.core.executor import LocalExecutor
+from curation.core.runner import run_stage
+from curation.core.stage import ShardInput
+from curation.sources.wikipedia import iter_articles
 
 LLAMAPIPE = Path(sys.executable).parent / "llamapipe"
 VOCAB = 1000

@@ -17,9 +17,9 @@ from token_corpus import documents, write_parts
 from assets.launchers import MESSAGES_FILE, LocalLauncherConfig, TrainingLauncher
 from assets.resources import DataRoot
 from assets.training import LOSS_DECREASED, PretrainConfig, pretrain, train_config
-from curation.storage import Storage
-from curation.token_shards import TokenShardsConfig, write_token_shards
-from curation.tokenizer import TokenizerConfig, train_tokenizer
+from curation.core.storage import Storage
+from curation.tokens.shards import TokenShardsConfig, write_token_shards
+from curation.tokens.tokenizer import TokenizerConfig, train_tokenizer
 from pipelines.definitions import defs
 from training.optim import build_optimizer
 

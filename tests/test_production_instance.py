@@ -241,7 +241,7 @@ def test_two_partitions_run_concurrently_through_the_queue_and_the_daemon(
     # While the code server loads: Wikipedia text, in this process (the perplexity models
     # read it), with the data root given explicitly (pipelines.resources reads the
     # environment once, at import).
-    from assets.reference import wikipedia
+    from assets.graph import STAGE_ASSETS
     from assets.resources import DataRoot
     from pipelines.resources import RESOURCES
 
@@ -250,7 +250,9 @@ def test_two_partitions_run_concurrently_through_the_queue_and_the_daemon(
         DagsterInstance.get() as instance,
         process_group(code_server, production_env, logs["code server"]),
     ):
-        assert materialize([wikipedia], resources=resources, instance=instance).success
+        assert materialize(
+            [STAGE_ASSETS["wikipedia"]], resources=resources, instance=instance
+        ).success
         wait_for_port(port, logs["code server"])
         launches = [submit(workspace, production_env, language) for language in LANGUAGES]
         outputs = [launch.communicate(timeout=300)[0] for launch in launches]

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from test_runner import Recording, make_shards
 
-from curation.executor import LocalExecutor
-from curation.manifest import ShardRecord
-from curation.progress import ProgressUpdate, ShardProgress
-from curation.runner import run_stage
-from curation.stage import ShardInput
-from curation.status import FINISHED, INTERRUPTED, WRITTEN, partition_statuses
+from curation.core.executor import LocalExecutor
+from curation.core.manifest import ShardRecord
+from curation.core.progress import ProgressUpdate, ShardProgress
+from curation.core.runner import run_stage
+from curation.core.stage import ShardInput
+from curation.core.status import FINISHED, INTERRUPTED, WRITTEN, partition_statuses
 
 
 class Clock:
@@ -80,16 +80,18 @@ def test_status_lists_finished_interrupted_and_written_partitions(storage, tmp_p
             str(stages / "recording" / "b"),
             storage,
         )
-    (stages / "tokenizer" / "all").mkdir(parents=True)
-    (stages / "tokenizer" / "all" / "tokenizer.model").write_bytes(b"x")
+    for asset in ("tokenizer", "wikipedia"):
+        (stages / asset / "all").mkdir(parents=True)
+        (stages / asset / "all" / "output").write_bytes(b"x")
 
     statuses = partition_statuses(storage, str(stages))
     assert [(s.asset, s.partition, s.state) for s in statuses] == [
         ("recording", "a", FINISHED),
         ("recording", "b", INTERRUPTED),
         ("tokenizer", "all", WRITTEN),
+        ("wikipedia", "all", WRITTEN),
     ]
-    finished, interrupted, _ = statuses
+    finished, interrupted, *_ = statuses
     assert (finished.n_in, finished.kept, finished.dropped) == (15, 8, 7)
     assert interrupted.shards_done == 2
 
@@ -103,5 +105,9 @@ def test_status_lists_finished_interrupted_and_written_partitions(storage, tmp_p
     )
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["asset", "partition", "state", "in", "kept", "dropped"]
-    assert lines[1].split() == ["recording", "a", "materialized", "15", "8", "7"]
-    assert "interrupted (resumes), 2 shards done" in lines[2]
+    # The recipe's assets in pipeline order (curation/recipe.py), then the others by name.
+    assert [line.split()[0] for line in lines[1:5]] == [
+        "wikipedia", "tokenizer", "recording", "recording"
+    ]  # fmt: skip
+    assert lines[3].split() == ["recording", "a", "materialized", "15", "8", "7"]
+    assert "interrupted (resumes), 2 shards done" in lines[4]

@@ -23,17 +23,17 @@ import pytest
 from conftest import REPO
 
 from assets.resources import ShardExecutorResource
-from curation.cc_documents import CCDocuments
-from curation.dedup_corpus import CorpusGroup, corpus_inputs
-from curation.dedup_signatures import MinHashSignatures
-from curation.executor import LocalExecutor, ShardExecutor
-from curation.inputs import archive_shards, partition_shards
-from curation.langid import LanguageId
-from curation.line_dedup import LineDedup
-from curation.near_dedup import Deduplicated
-from curation.ray_executor import RayExecutor
-from curation.runner import run_stage
-from curation.storage import Storage
+from curation.commoncrawl.documents import CCDocuments
+from curation.commoncrawl.langid import LanguageId
+from curation.commoncrawl.line_dedup import LineDedup
+from curation.core.executor import LocalExecutor, ShardExecutor
+from curation.core.inputs import archive_shards, partition_shards
+from curation.core.ray_executor import RayExecutor
+from curation.core.runner import run_stage
+from curation.core.storage import Storage
+from curation.dedup.corpus import CorpusGroup, corpus_inputs
+from curation.dedup.near_dedup import Deduplicated
+from curation.dedup.signatures import MinHashSignatures
 
 try:
     import ray

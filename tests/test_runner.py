@@ -10,13 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 from archives import ENGLISH, FRENCH, html_page, warc_bytes, write
 
-from curation.cc_documents import CCDocuments
-from curation.documents import DOCUMENT_SCHEMA, Document, documents_table, drop_rows
-from curation.executor import LocalExecutor
-from curation.inputs import archive_shards
-from curation.runner import run_stage, staging_path
-from curation.stage import ShardInput, ShardOutput, Stage
-from curation.storage import Storage
+from curation.commoncrawl.documents import CCDocuments
+from curation.core.documents import DOCUMENT_SCHEMA, Document, documents_table, drop_rows
+from curation.core.executor import LocalExecutor
+from curation.core.inputs import archive_shards
+from curation.core.runner import run_stage, staging_path
+from curation.core.stage import ShardInput, ShardOutput, Stage
+from curation.core.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,20 @@ def test_a_failed_run_resumes_only_the_missing_shards_and_matches_a_clean_run(st
     run_stage(stage, shards, str(resumed), storage)
     assert processed(log) == ["in-2.parquet"]
     assert tree(resumed) == tree(tmp_path / "clean")
+
+
+def test_a_staging_directory_of_another_fingerprint_is_started_over(storage, tmp_path):
+    shards = make_shards(storage, str(tmp_path / "in"), 3)
+    log, marker, out = tmp_path / "log", tmp_path / "fail", tmp_path / "out"
+    marker.write_text("in-2.parquet")
+    with pytest.raises(RuntimeError, match="injected failure on in-2"):
+        run_stage(Recording(log=str(log), fail_marker=str(marker)), shards, str(out), storage)
+    marker.unlink()
+    log.unlink()
+    other = Recording(log=str(log), fail_marker=str(marker) + ".b")  # another fingerprint
+    run_stage(other, shards, str(out), storage)
+    assert sorted(processed(log)) == ["in-0.parquet", "in-1.parquet", "in-2.parquet"]
+    assert sorted(os.listdir(tmp_path)) == ["in", "log", "out"]  # no staging left behind
 
 
 def test_current_output_is_reused_and_a_config_change_recomputes(storage, tmp_path):

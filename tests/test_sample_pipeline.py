@@ -122,7 +122,7 @@ def test_every_stage_conserves_counts_and_its_checks_pass(materialized):
                 results[(check.asset_key.path[0], check.check_name)] = check.passed
         stage_checks = {
             (stage, check)
-            for stage in [*STAGES, "c4", *SOURCES, "deduplicated", "mixture"]
+            for stage in [*STAGES, "c4_language", "c4", *SOURCES, "deduplicated", "mixture"]
             for check in ["counts_conserve", "output_schema"]
         }
         assert results == {key: True for key in stage_checks | EXTRA_CHECKS}

@@ -23,9 +23,9 @@ import pytest
 from conftest import require
 from warcio.archiveiterator import ArchiveIterator
 
-from curation.langid import BUNDLED_MODEL, load_model, resolve_model_path
-from curation.sample import build_sample_world
-from curation.sample.debian import PACKAGES
+from curation.commoncrawl.langid import BUNDLED_MODEL, load_model, resolve_model_path
+from sample_world.build import build_sample_world
+from sample_world.debian import PACKAGES
 
 CACHE = Path(__file__).parents[1] / ".cache" / "debian"
 KINDS = {

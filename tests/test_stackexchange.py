@@ -6,9 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation.documents import DOCUMENT_SCHEMA
-from curation.runner import run_stage
-from curation.sample.stackexchange import BILLION_LAUGHS, build_stackexchange
+from curation.core.documents import DOCUMENT_SCHEMA
+from curation.core.runner import run_stage
 from curation.sources.stackexchange import (
     StackExchangeClean,
     html_to_text,
@@ -17,6 +16,7 @@ from curation.sources.stackexchange import (
     top_sites,
     verify_stackexchange,
 )
+from sample_world.stackexchange import BILLION_LAUGHS, build_stackexchange
 
 REPO = Path(__file__).resolve().parents[1]
 

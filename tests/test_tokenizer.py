@@ -9,11 +9,11 @@ import pytest
 import sentencepiece as spm
 from token_corpus import documents, write_parts
 
-from curation.executor import LocalExecutor
-from curation.inputs import contract_parts
-from curation.storage import Storage
-from curation.token_inputs import InvalidStreamColumn
-from curation.tokenizer import (
+from curation.core.executor import LocalExecutor
+from curation.core.inputs import contract_parts
+from curation.core.storage import Storage
+from curation.tokens.inputs import InvalidStreamColumn
+from curation.tokens.tokenizer import (
     ADVERSARIAL_TEXTS,
     EmptyCorpus,
     TokenizerConfig,
@@ -206,6 +206,7 @@ def test_config_and_input_errors(tmp_path, storage):
         row["split"] = "validation"
     with pytest.raises(EmptyCorpus):
         train_tokenizer(write_parts(tmp_path / "v", rows, 10), str(tmp_path / "o"), storage, CONFIG)
+    assert not (tmp_path / ".o.staging").exists()  # a failed run leaves nothing behind
     rows[3]["split"] = "test"
     with pytest.raises(InvalidStreamColumn, match="'test'"):
         train_tokenizer(write_parts(tmp_path / "t", rows, 10), str(tmp_path / "o"), storage, CONFIG)

@@ -4,7 +4,7 @@ import zlib
 
 from archives import ENGLISH, html_page, warc_bytes
 
-from curation.warc import Problem, Record, iter_records
+from curation.commoncrawl.warc import Problem, Record, iter_records
 
 LIMIT = 1 << 20
 

@@ -26,6 +26,8 @@ from typing import IO, NamedTuple
 import pytest
 from conftest import REPO
 
+from curation.recipe import step
+
 try:
     from playwright.sync_api import Locator, Page, expect, sync_playwright
 except ImportError:  # reported by the `browser_page` fixture: a failure, not a skip
@@ -36,8 +38,8 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 CHROMIUM = Path("/usr/bin/chromium")
 LOCATION = "pipelines.definitions:defs"
-GROUP = "reference"
 ASSET = "wikipedia"  # unpartitioned, seconds on the sample, Markdown and a plot in its metadata
+GROUP = step(ASSET).group
 PARTITION = "all"
 
 # The machine is shared and slow: every wait is generous. The test takes 2-3 minutes on two

@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 from defusedxml import DefusedXmlException
 
-from curation.documents import document_id
-from curation.runner import run_stage
-from curation.stage import ShardInput
-from curation.wikipedia import (
+from curation.core.documents import document_id
+from curation.core.runner import run_stage
+from curation.core.stage import ShardInput
+from curation.sources.wikipedia import (
     MalformedExport,
     WikipediaText,
     article_url,

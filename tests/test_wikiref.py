@@ -10,9 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from archives import annotated_shard
 
-from curation.runner import run_stage
-from curation.stage import ShardInput
-from curation.wikiref import (
+from curation.commoncrawl.wikiref import (
     NEGATIVE,
     POSITIVE,
     WikiRefFilter,
@@ -23,6 +21,8 @@ from curation.wikiref import (
     train_classifier,
     training_set,
 )
+from curation.core.runner import run_stage
+from curation.core.stage import ShardInput
 
 WIKI_WORDS = ["history", "century", "empire", "river", "species", "treaty", "dynasty"]
 SHOP_WORDS = ["cheap", "price", "discount", "cart", "shipping", "coupon", "checkout"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.documents import document_id
+from curation.core.documents import document_id
 
 # Article 1 of the Universal Declaration of Human Rights, in the languages of the sample world
 # and a few scripts it lacks.

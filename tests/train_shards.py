@@ -1,5 +1,5 @@
 """Synthetic `tokenized_shards` for trainer tests, written directly in the shard format
-(curation/token_shards.py) without a tokenizer: fast, and learnable on purpose.
+(curation/tokens/shards.py) without a tokenizer: fast, and learnable on purpose.
 
 The documents come from a sparse Markov chain: each token has 4 possible successors, so a
 model that learns the transitions brings the loss from ln(vocab) down towards ln(4). Each is
@@ -8,10 +8,19 @@ framed `<s> ids </s>`, as the shard writer frames documents.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from curation.tokens.shards_manifest import (
+    Excluded,
+    ShardCounts,
+    ShardFile,
+    TokenFormat,
+    TokenizerRecord,
+    TokenShardsManifest,
+    TokenSplit,
+)
 
 BOS, EOS = 1, 2
 FIRST_ID = 3  # 0, 1, 2 are <unk>, <s>, </s>
@@ -56,13 +65,21 @@ def write_shards(
             name = f"shard-{index:05d}"
             chunk = part[start : start + shard_tokens]
             (root / split / f"{name}.bin").write_bytes(chunk.astype("<u2").tobytes())
-            shards.append({"name": name, "tokens": len(chunk)})
-        splits[split] = {"tokens": len(part), "shards": shards}
-    manifest = {
-        "stage": "tokenized_shards",
-        "tokenizer": {"vocab_size": vocab_size, "eos_id": EOS, "bos_id": BOS},
-        "format": {"dtype": "uint16", "byte_order": "little", "bos_id": BOS, "eos_id": EOS},
-        "splits": splits,
-    }
-    (root / "_manifest.json").write_text(json.dumps(manifest))
+            # No document index and no hashes: what the loader and the trainer read, no more.
+            shards.append(ShardFile(name, len(chunk), int((chunk == EOS).sum()), "", ""))
+        documents = sum(s.documents for s in shards)
+        splits[split] = TokenSplit(documents, len(part), (), {}, tuple(shards))
+    manifest = TokenShardsManifest(
+        stage="tokenized_shards",
+        version="2",
+        fingerprint="",
+        plan_fingerprint="",
+        inputs=(),
+        tokenizer=TokenizerRecord("", "", vocab_size, EOS, BOS),
+        format=TokenFormat("uint16", "little", shard_tokens, "<s> ids </s>", BOS, EOS, True),
+        counts=ShardCounts(0, 0, 0, Excluded(0, 0), {s: b.documents for s, b in splits.items()}, 0),
+        splits=splits,
+        output_fingerprint="",
+    )
+    (root / "_manifest.json").write_text(manifest.to_json())
     return root

@@ -4,8 +4,11 @@ graph (torch included) before the first step. The asset and its resources are th
 
 from dagster import Definitions, EnvVar
 
-from assets.reference import wikipedia
 from assets.resources import DataRoot, ShardExecutorResource
+from assets.sources import HOOKS
+from assets.stage_assets import stage_asset
+
+wikipedia = stage_asset("wikipedia", HOOKS["wikipedia"])
 
 defs = Definitions(
     assets=[wikipedia],

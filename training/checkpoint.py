@@ -44,7 +44,7 @@ from torch import nn
 from torch.distributed.checkpoint import DefaultLoadPlanner
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-from curation.tokenizer import MODEL_NAME
+from curation.tokens.tokenizer import MODEL_NAME
 from model import Llama, LlamaConfig
 
 LATEST = "latest"

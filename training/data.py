@@ -3,7 +3,7 @@ resume, split across ranks and DataLoader workers.
 
 Stream and sequences. A split (`train/` or `validation/`) is read as one token stream, its
 shards memory-mapped in order; documents are packed across boundaries, each framed
-`<s> ids </s>` by the shard writer (curation/token_shards.py), so the model learns every
+`<s> ids </s>` by the shard writer (curation/tokens/shards.py), so the model learns every
 document from the `<s>` that starts prompts at inference. Sequence i is the window of
 `seq_len + 1` tokens starting at i * seq_len: inputs are its first `seq_len` tokens, targets
 its last `seq_len`. Consecutive windows overlap by one token, so every next-token transition
@@ -40,7 +40,6 @@ Sharded files must be on a local or mounted filesystem (np.memmap).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import signal
@@ -51,7 +50,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-MANIFEST_NAME = "_manifest.json"
+from curation.core.manifest import MANIFEST_NAME
+from curation.core.storage import Storage
+from curation.tokens.shards_manifest import TokenShardsManifest, read_shards_manifest
+
 BIN_SUFFIX = ".bin"
 _ROUNDS = 6
 
@@ -75,6 +77,17 @@ class LoaderConfig:
             raise ValueError("seq_len must be >= 2 and batch_size >= 1")
 
 
+def shards_manifest(directory: str) -> TokenShardsManifest:
+    """The manifest of the tokenized_shards output `directory` (local or mounted)."""
+    manifest = read_shards_manifest(Storage("/"), os.path.abspath(directory))
+    if manifest is None:
+        raise FileNotFoundError(
+            f"{os.path.join(directory, MANIFEST_NAME)} not found: "
+            "data_dir must be a tokenized_shards output"
+        )
+    return manifest
+
+
 class TokenStream:
     """One split of a tokenized-shards directory as a single memory-mapped token array.
 
@@ -84,19 +97,12 @@ class TokenStream:
     convention than the one evaluation and generation use."""
 
     def __init__(self, directory: str, split: str = "train"):
-        with open(os.path.join(directory, MANIFEST_NAME)) as f:
-            manifest = json.load(f)
-        framing = manifest["format"]
-        if "bos_id" not in framing:
-            raise ValueError(
-                f"{directory}: token shards without <s> framing (an older tokenized_shards "
-                "version); materialize tokenized_shards again"
-            )
-        self.bos_id, self.eos_id = int(framing["bos_id"]), int(framing["eos_id"])
-        shards = manifest["splits"][split]["shards"]
-        self.dtype = np.dtype(manifest["format"]["dtype"]).newbyteorder("<")
-        self.paths = [os.path.join(directory, split, s["name"] + BIN_SUFFIX) for s in shards]
-        sizes = np.array([s["tokens"] for s in shards], dtype=np.int64)
+        manifest = shards_manifest(directory)  # refuses shards without the framing
+        self.bos_id, self.eos_id = manifest.format.bos_id, manifest.format.eos_id
+        shards = manifest.splits[split].shards
+        self.dtype = manifest.format.numpy_dtype
+        self.paths = [os.path.join(directory, split, s.name + BIN_SUFFIX) for s in shards]
+        sizes = np.array([s.tokens for s in shards], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(sizes)])
         self.n_tokens = int(self.starts[-1])
         self._maps: list[np.memmap] | None = None

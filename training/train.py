@@ -75,7 +75,7 @@ from torch.distributed.tensor import DTensor
 from model import Llama, LlamaConfig
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
-from training.data import MANIFEST_NAME, LoaderConfig, TokenLoader
+from training.data import LoaderConfig, TokenLoader, shards_manifest
 from training.metrics import MetricsLogger, mfu, peak_flops
 from training.optim import build_optimizer, build_scheduler
 from training.parallelize import apply_ac, apply_compile, apply_fsdp
@@ -132,13 +132,6 @@ def init_runtime(config: TrainConfig) -> Runtime:
         cuda = device.type == "cuda"
         dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
     return Runtime(rank, world_size, device)
-
-
-def read_manifest(data_dir: str) -> dict:
-    path = Path(data_dir) / MANIFEST_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: data_dir must be a tokenized_shards output")
-    return json.loads(path.read_text())
 
 
 def build_model(config: TrainConfig, model_config: LlamaConfig, runtime: Runtime) -> Llama:
@@ -238,8 +231,8 @@ class Trainer:
         self.main = runtime.rank == 0
         if self.main:
             self.output.mkdir(parents=True, exist_ok=True)
-        manifest = read_manifest(config.data_dir)
-        vocab_size = config.vocab_size or manifest["tokenizer"]["vocab_size"]
+        manifest = shards_manifest(config.data_dir)
+        vocab_size = config.vocab_size or manifest.tokenizer.vocab_size
         self.model_config = LlamaConfig.preset(
             config.model, vocab_size=vocab_size, max_seq_len=config.seq_len
         )

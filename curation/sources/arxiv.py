@@ -22,7 +22,15 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from curation.documents import DOCUMENT_SCHEMA, Document, document_id, documents_table, drop_rows
+from curation.core.documents import (
+    DOCUMENT_SCHEMA,
+    Document,
+    document_id,
+    documents_table,
+    drop_rows,
+)
+from curation.core.stage import ShardInput, ShardOutput, Stage
+from curation.core.storage import Storage
 from curation.sources.latex import (
     DOCUMENTCLASS,
     Expander,
@@ -36,8 +44,6 @@ from curation.sources.latex import (
     strip_comments,
     tidy,
 )
-from curation.stage import ShardInput, ShardOutput, Stage
-from curation.storage import Storage
 
 SOURCE = "arxiv"
 SUFFIXES = (".tar.gz", ".tgz", ".gz")

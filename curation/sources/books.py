@@ -1,7 +1,7 @@
 """`books`: Project Gutenberg and Books3, cleaned, then deduplicated at the book level.
 
 The paper removes "books with more than 90% content overlap". Here *content overlap* of two
-books A and B is the containment of their word 5-gram sets (`curation.minhash.shingle_hashes`):
+books A and B is the containment of their word 5-gram sets (`dedup.minhash.shingle_hashes`):
 
     overlap(A, B) = |S(A) ∩ S(B)| / min(|S(A)|, |S(B)|)
 
@@ -39,12 +39,18 @@ import numpy as np
 import pyarrow as pa
 from datasketch import MinHash, MinHashLSH
 
-from curation.arrays import load_array, save_array
-from curation.documents import DOCUMENT_SCHEMA, Document, document_id, documents_table, drop_rows
-from curation.inputs import MissingInput, file_shard
-from curation.minhash import shingle_hashes
-from curation.stage import ShardInput, ShardOutput, Stage, state_field
-from curation.storage import Storage
+from curation.core.arrays import load_array, save_array
+from curation.core.documents import (
+    DOCUMENT_SCHEMA,
+    Document,
+    document_id,
+    documents_table,
+    drop_rows,
+)
+from curation.core.inputs import MissingInput, file_shard
+from curation.core.stage import ShardInput, ShardOutput, Stage, state_field
+from curation.core.storage import Storage
+from curation.dedup.minhash import shingle_hashes
 
 SOURCE = "books"
 COLLECTIONS = ("gutenberg", "books3")
@@ -230,7 +236,7 @@ class BooksClean(Stage):
     per cluster of books with more than `overlap_threshold` content overlap."""
 
     name: ClassVar[str] = "books"
-    version: ClassVar[str] = "2"  # 2: shingles from curation.minhash
+    version: ClassVar[str] = "2"  # 2: shingles from curation.dedup.minhash
     output_schema: ClassVar[pa.Schema] = DOCUMENT_SCHEMA
 
     shingle_words: int = 5

@@ -43,16 +43,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.documents import (
+from curation.commoncrawl.exact_dedup import (
+    content_digest,
+    first_occurrence_pass,
+    first_occurrences,
+)
+from curation.core.documents import (
     DOCUMENT_FIELDS,
     DOCUMENT_SCHEMA,
     document_id,
     drop_rows,
     encode_meta,
 )
-from curation.exact_dedup import content_digest, first_occurrence_pass, first_occurrences
-from curation.stage import ShardInput, ShardOutput, Stage, state_field
-from curation.storage import Storage
+from curation.core.stage import ShardInput, ShardOutput, Stage, state_field
+from curation.core.storage import Storage
 
 # BigQuery-style exports: JSON lines, optionally gzipped (one shard per file).
 SUFFIXES = (".jsonl", ".jsonl.gz")

@@ -37,15 +37,15 @@ import pyarrow.fs as pafs
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
-from curation.documents import (
+from curation.core.documents import (
     DOCUMENT_SCHEMA,
     Document,
     document_id,
     documents_table,
     drop_rows,
 )
-from curation.stage import ShardInput, ShardOutput, Stage, state_field
-from curation.storage import Storage
+from curation.core.stage import ShardInput, ShardOutput, Stage, state_field
+from curation.core.storage import Storage
 
 SOURCE = "stackexchange"
 POSTS_FILE = "Posts.xml"

@@ -1,0 +1,50 @@
+"""numpy arrays as files on a `Storage`: the state of the global passes (hashes, masks).
+
+`allow_pickle=False`: these files live in shared staging directories and are only numbers.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from curation.core.stage import ShardInput
+from curation.core.storage import Storage
+
+ShardArray = Callable[[ShardInput, Storage, str], np.ndarray]
+
+
+def save_array(storage: Storage, path: str, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    storage.write_bytes(path, buffer.getvalue())
+
+
+def load_array(storage: Storage, path: str) -> np.ndarray:
+    return np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False)
+
+
+def shard_array_path(workdir: str, shard: ShardInput, kind: str) -> str:
+    return posixpath.join(workdir, f"{shard.name}.{kind}.npy")
+
+
+@dataclass(frozen=True)
+class ShardArrayTask:
+    """The map step of a global pass: `compute(shard, storage, workdir)` saved as the shard's
+    `kind` array under `workdir`. A shard whose array exists is skipped, so a resumed run keeps
+    finished shards. Picklable for process pools when `compute` is (e.g. a stage's method)."""
+
+    compute: ShardArray
+    storage: Storage
+    workdir: str
+    kind: str
+
+    def __call__(self, shard: ShardInput) -> str:
+        path = shard_array_path(self.workdir, shard, self.kind)
+        if not self.storage.exists(path):
+            save_array(self.storage, path, self.compute(shard, self.storage, self.workdir))
+        return shard.name

@@ -1,0 +1,1 @@
+"""From text to the token stream: the SentencePiece BPE tokenizer and the token shards."""

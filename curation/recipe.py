@@ -18,6 +18,7 @@ from typing import Literal
 from curation.commoncrawl.c4 import C4Filter
 from curation.commoncrawl.documents import CCDocuments
 from curation.commoncrawl.exact_dedup import ExactDedup
+from curation.commoncrawl.gopher import GopherQuality
 from curation.commoncrawl.langid import LanguageId
 from curation.commoncrawl.line_dedup import LineDedup
 from curation.commoncrawl.perplexity import Perplexity
@@ -114,6 +115,8 @@ STEPS: tuple[Step, ...] = (
         checks=(BOILERPLATE_REMOVED,),
     ),
     Step("cc_language", "commoncrawl", CRAWL, "crawl", ("cc_line_dedup",), LanguageId),
+    # Rae et al. 2021's quality and repetition rules: not in the paper's recipe (no job).
+    Step("cc_gopher", "commoncrawl", CRAWL, None, ("cc_language",), GopherQuality),
     Step("perplexity_cutoffs", "commoncrawl", CRAWL, "crawl", ("cc_language", "kenlm_model")),
     Step(
         "cc_perplexity",

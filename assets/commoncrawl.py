@@ -185,7 +185,7 @@ def perplexity_cutoffs(
     )  # fmt: skip
     configured = read_cutoff_csv(config.cutoff_csv, config.percentiles) if config.cutoff_csv else {}
     configured |= config.table
-    inputs = upstream_rows(context, config, data_root, step("perplexity_cutoffs"))
+    inputs = upstream_rows(context, data_root, step("perplexity_cutoffs"))
     cutoffs, scores = crawl_cutoffs(
         scorer, inputs, storage, shard_executor.executor(),
         config.sample_documents, config.percentiles, configured,

@@ -91,7 +91,9 @@ def config_for(of: Step, hooks: StageHooks) -> type[Config]:
     return config_class(name, of.stage, exclude, dict(of.preset), options)
 
 
-def upstream_rows(context: AssetExecutionContext, config: Config, data_root: DataRoot, of: Step):
+def upstream_rows(
+    context: AssetExecutionContext, data_root: DataRoot, of: Step
+) -> list[ShardInput]:
     """The kept rows of the same partition of the step's first upstream."""
     directory = data_root.stage_dir(of.upstream[0], partition_of(context, of))
     return partition_shards(data_root.storage(), directory)
@@ -128,7 +130,7 @@ def stage_asset(name: str, hooks: StageHooks | None = None) -> AssetsDefinition:
 
 
 def _default_inputs(of: Step) -> Inputs:
-    return lambda context, config, data_root: upstream_rows(context, config, data_root, of)
+    return lambda context, config, data_root: upstream_rows(context, data_root, of)
 
 
 def _description(of: Step) -> str:

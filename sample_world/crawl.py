@@ -156,9 +156,11 @@ def _info_fields(filename: str, description: str) -> list[tuple[str, str]]:
         ("isPartOf", CRAWL),
         ("publisher", "llama-pipeline sample world (synthetic Common Crawl layout)"),
         ("description", description),
-        ("operator", "llama-pipeline sample_world"),
+        # The label the files have carried since the builder lived in curation/sample: a new
+        # one changes every archive's bytes, so it waits for a BUILDER_VERSION bump.
+        ("operator", "llama-pipeline curation.sample"),
         ("hostname", "sample-builder"),
-        ("software", "llama-pipeline sample_world"),
+        ("software", "llama-pipeline curation.sample"),
         ("robots", "checked via crawler-commons 1.1 (https://github.com/crawler-commons)"),
         ("format", "WARC File Format 1.0"),
         (
@@ -198,7 +200,7 @@ def write_file_pair(
                 start,
                 wet_info_id,
                 [
-                    ("Software-Info", "llama-pipeline sample_world WET conversion"),
+                    ("Software-Info", "llama-pipeline curation.sample WET conversion"),
                     ("Extracted-Date", warc.http_date(start)),
                     *_info_fields(
                         files.wet, "Text extracted from the sample crawl's HTML captures"

@@ -24,14 +24,13 @@ import gzip
 import json
 import random
 import re
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
 from sample_world.debian import PackageSpec, fetch_package
 
-SITE_PACKAGES = (
-    Path(__file__).resolve().parents[2] / ".venv" / "lib" / "python3.11" / "site-packages"
-)
+SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])  # this interpreter's, the project venv
 N_SHARDS = 3
 MAX_FILE_BYTES = 200_000
 GPL_ROOT = "usr/lib/python3/dist-packages/debian/"

@@ -65,7 +65,7 @@ def render(
     rej_rows = sorted(rejected.items())
     return f"""# The llama-pipeline sample world
 
-Built by `sample_world` (builder version {version}, seed {seed}); rebuild with
+Built by `curation.sample` (builder version {version}, seed {seed}); rebuild with
 `llamapipe sample build`. Everything here is derived from Debian packages fetched with
 `apt-get download`; nothing else was downloaded. The build is deterministic: the same seed, builder
 version and package versions give the same bytes (`_sample.json` lists every file's SHA-256).

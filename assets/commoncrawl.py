@@ -77,10 +77,9 @@ def _perplexity_stage(context, config, data_root: DataRoot) -> Perplexity:
 def _perplexity_report(context, run: StageRun, config, data_root: DataRoot) -> MaterializeResult:
     storage = data_root.storage()
     scored = read_all_rows(storage, run.output, ["language", "perplexity", "bucket", "url"])
-    cutoffs = read_cutoffs(storage, _cutoffs_dir(data_root, context.partition_key)).cutoffs
     figure = plots.histograms(
         _perplexity_by_language(scored), "perplexity by language (kept and dropped)",
-        "perplexity", cutoffs=cutoffs, log_x=True,
+        "perplexity", cutoffs=run.stage.cutoffs, log_x=True,
     )  # fmt: skip
     return run.result(
         metadata={"histogram": plots.save_png(figure, storage, run.output, "perplexity")},

@@ -75,7 +75,7 @@ def run_stage_asset(
     )
     seconds = time.perf_counter() - started
     context.log.info(
-        f"{stage.name}[{partition}]: in {manifest.n_in}, kept {manifest.kept}, "
+        f"{asset_name or stage.name}[{partition}]: in {manifest.n_in}, kept {manifest.kept}, "
         f"dropped {manifest.dropped} -> {output}" + (" (up to date, reused)" if reused else "")
     )
     return StageRun(

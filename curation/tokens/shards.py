@@ -402,7 +402,7 @@ def write_token_shards(
 ) -> TokenShardsManifest:
     """Materialize `output` (see the module docstring) and return its manifest; reuse it when
     its fingerprint is current. `plan_fingerprint` is passed through into the fingerprint and
-    the manifest (the lead passes the mixture's)."""
+    the manifest (the `tokenized_shards` asset passes the mixture's)."""
     config = config or TokenShardsConfig()
     executor = executor or LocalExecutor(1)
     shards = contract_parts(storage, inputs)

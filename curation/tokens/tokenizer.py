@@ -393,7 +393,7 @@ def split_long(line: str, max_bytes: int) -> list[str]:
         cut = data.rfind(b" ", start + 1, end + 1)
         if cut <= start:
             cut = end
-            while data[cut] & 0xC0 == 0x80:  # a UTF-8 continuation byte: back to the lead byte
+            while data[cut] & 0xC0 == 0x80:  # a UTF-8 continuation byte: back to its first byte
                 cut -= 1
         chunks.append(data[start:cut].decode())
         start = cut

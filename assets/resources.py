@@ -14,6 +14,7 @@ from dagster import ConfigurableResource
 
 from curation.commoncrawl.crawl_index import DEFAULT_BASE_URL, DEFAULT_INDEX_URL
 from curation.core.executor import LocalExecutor, ShardExecutor
+from curation.core.slurm_executor import SlurmExecutor
 from curation.core.storage import Storage
 from curation.recipe import PARTITION, step
 
@@ -59,20 +60,43 @@ class DataRoot(ConfigurableResource):
 
 class ShardExecutorResource(ConfigurableResource):
     """Runs a stage's per-shard map: a local process pool (`workers=0` uses every CPU the
-    container may use) or a Ray cluster at `ray_address` (docs/OPERATIONS.md, "Ray"). The
-    outputs are the same either way, so a deployment picks one without changing any asset."""
+    container may use), a Ray cluster at `ray_address`, or Slurm job arrays whose files live
+    in `slurm_workdir`, a directory every node mounts (docs/OPERATIONS.md). The outputs are
+    the same either way, so a deployment picks one without changing any asset."""
 
-    kind: Literal["local", "ray"] = "local"
+    kind: Literal["local", "ray", "slurm"] = "local"
     workers: int = 0
     ray_address: str = "auto"
     ray_num_cpus: float = 1.0
+    slurm_workdir: str = ""
+    slurm_partition: str = ""
+    slurm_cpus_per_task: int = 1
+    slurm_mem: str = ""
+    slurm_time: str = "04:00:00"
+    slurm_max_parallel: int = 0
 
     def executor(self) -> ShardExecutor:
         if self.kind == "ray":
             from curation.core.ray_executor import RayExecutor
 
             return RayExecutor(self.ray_address, self.ray_num_cpus)
+        if self.kind == "slurm":
+            return self.slurm_executor()
         return LocalExecutor(self.workers)
+
+    def slurm_executor(self) -> SlurmExecutor:
+        if not self.slurm_workdir:
+            raise ValueError(
+                "the Slurm shard executor needs slurm_workdir: a directory every node mounts"
+            )
+        return SlurmExecutor(
+            workdir=self.slurm_workdir,
+            partition=self.slurm_partition,
+            cpus_per_task=self.slurm_cpus_per_task,
+            mem=self.slurm_mem,
+            time=self.slurm_time,
+            max_parallel=self.slurm_max_parallel,
+        )
 
 
 class CrawlSource(ConfigurableResource):

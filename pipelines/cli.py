@@ -448,11 +448,17 @@ def _crawl_id(value: str) -> str:
 
 
 def _executor(args: argparse.Namespace) -> ShardExecutor:
-    """The shard map the options ask for: a process pool, or a Ray cluster."""
+    """The shard map the options ask for: a process pool, a Ray cluster or Slurm arrays."""
     if args.executor == "ray":
         from curation.core.ray_executor import RayExecutor
 
         return RayExecutor(args.ray_address)
+    if args.executor == "slurm":
+        from curation.core.slurm_executor import SlurmExecutor
+
+        if not args.slurm_workdir:
+            raise SystemExit("llamapipe: --executor slurm needs --slurm-workdir")
+        return SlurmExecutor(args.slurm_workdir, partition=args.slurm_partition)
     return LocalExecutor(args.workers)
 
 
@@ -483,10 +489,14 @@ def _add_common(parser: argparse.ArgumentParser, input_help: str, many: bool = F
     parser.add_argument("--input", required=True, nargs="+" if many else None, help=input_help)
     parser.add_argument("--output", required=True, help="directory to write")
     parser.add_argument("--workers", type=int, default=0, help="processes (0: every CPU)")
-    parser.add_argument("--executor", choices=["local", "ray"], default="local")
+    parser.add_argument("--executor", choices=["local", "ray", "slurm"], default="local")
     parser.add_argument(
         "--ray-address", default="auto", help='with --executor ray ("" starts a local Ray)'
     )
+    parser.add_argument(
+        "--slurm-workdir", help="with --executor slurm: a directory every node mounts"
+    )
+    parser.add_argument("--slurm-partition", default="", help="with --executor slurm")
     parser.add_argument("--force", action="store_true", help="recompute even if up to date")
 
 

@@ -26,11 +26,14 @@ SINCE = _env("LLAMAPIPE_CRAWLS_SINCE", "")
 
 RESOURCES = {
     "data_root": DataRoot(root=_env("LLAMAPIPE_DATA_ROOT", "data")),
-    # The shard map: a process pool here, or a Ray cluster (docs/OPERATIONS.md, "Ray").
+    # The shard map: a process pool here, a Ray cluster or Slurm job arrays
+    # (docs/OPERATIONS.md, "Ray" and "Slurm job arrays").
     "shard_executor": ShardExecutorResource(
         kind=_env("LLAMAPIPE_SHARD_EXECUTOR", "local"),
         workers=int(_env("LLAMAPIPE_SHARD_WORKERS", "0")),
         ray_address=_env("LLAMAPIPE_RAY_ADDRESS", "auto"),
+        slurm_workdir=_env("LLAMAPIPE_SLURM_WORKDIR", ""),
+        slurm_partition=_env("LLAMAPIPE_SLURM_PARTITION", ""),
     ),
     # Training: torchrun on this machine, one process (CPU) unless told otherwise; a cluster
     # deployment sets backend "slurm" or "kubernetes" and their settings here.

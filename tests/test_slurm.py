@@ -1,4 +1,5 @@
-"""The Slurm launcher on a real one-node Slurm cluster that this module starts on localhost.
+"""The Slurm launcher and the Slurm shard executor on a real one-node Slurm cluster that this
+module starts on localhost.
 
 The cluster: munged with its own key and socket, slurmctld and slurmd from a minimal
 slurm.conf in a temporary directory (free ports, state and spool there too). Process tracking
@@ -8,6 +9,7 @@ Packages: slurmd slurmctld slurm-client munge (scripts/install_system_deps.sh).
 """
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -17,16 +19,21 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
 from conftest import REPO, require
 from dagster import DagsterInstance, materialize
+from slurm_tasks import die_once
 from test_pretrain_asset import TRAIN, build_shards
 
+from assets.graph import STAGE_ASSETS
 from assets.launchers import MESSAGES_FILE, SlurmLauncherConfig, TrainingLauncher
-from assets.resources import DataRoot
+from assets.partitions import crawls
+from assets.resources import DataRoot, ShardExecutorResource
 from assets.training import LOSS_DECREASED, pretrain
+from curation.core.slurm_executor import SlurmExecutor, TaskLost
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
 pytestmark = pytest.mark.slow
@@ -277,3 +284,68 @@ def test_interrupting_the_run_cancels_the_slurm_job(slurm, data_root, tmp_path, 
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "preempted"
     assert (run_dir / "checkpoints" / "latest").exists()
+
+
+# --- the shard executor -----------------------------------------------------------------------
+
+
+def test_a_shard_map_runs_as_an_array_and_a_failure_surfaces_as_itself(slurm, tmp_path):
+    executor = SlurmExecutor(str(tmp_path / "work"), time="00:05:00", poll_s=0.5)
+    assert sorted(executor.map_unordered(math.sqrt, [4, 9, 16])) == [2.0, 3.0, 4.0]
+    assert list((tmp_path / "work").iterdir()) == [], "a map that succeeded leaves nothing"
+
+    finished = []
+    with pytest.raises(ValueError, match="math domain error"):
+        for value in executor.map_unordered(math.sqrt, [25, -1, 36]):
+            finished.append(value)
+    assert sorted(finished) == [5.0, 6.0], "every other item finished first"
+    (run,) = (tmp_path / "work").iterdir()  # kept, with the tasks' logs, after a failure
+    assert len(list((run / "logs").iterdir())) == 3
+    assert not _active_jobs()
+
+
+def test_a_task_that_left_no_result_is_resubmitted_once(slurm, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))  # sbatch exports it to the tasks
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    retried = SlurmExecutor(str(tmp_path / "work"), time="00:05:00", poll_s=0.5, retries=1)
+    assert sorted(retried.map_unordered(partial(die_once, markers), [1, 2, 3])) == [2, 4, 6]
+
+    for marker in markers.iterdir():
+        marker.unlink()
+    strict = SlurmExecutor(str(tmp_path / "strict"), time="00:05:00", poll_s=0.5, retries=0)
+    with pytest.raises(TaskLost, match=r"items \[0, 1\] \(positions in the map\) ended"):
+        list(strict.map_unordered(partial(die_once, markers), [1, 2]))
+
+
+def test_crawl_stages_materialized_on_slurm_equal_the_process_pool(slurm, sample_world, tmp_path):
+    """Through Dagster, as a deployment runs them: the shard executor resource set to Slurm
+    writes byte for byte what the process pool writes."""
+    names = ["cc_documents", "cc_line_dedup", "cc_language"]
+    executors = {
+        "slurm": ShardExecutorResource(kind="slurm", slurm_workdir=str(tmp_path / "slurm-work")),
+        "local": ShardExecutorResource(kind="local", workers=2),
+    }
+    outputs = {}
+    for kind, executor in executors.items():
+        root = tmp_path / kind
+        root.mkdir()
+        (root / "sample").symlink_to(sample_world)
+        with DagsterInstance.ephemeral() as instance:
+            instance.add_dynamic_partitions(crawls.name, ["sample"])
+            result = materialize(
+                [STAGE_ASSETS[name] for name in names],
+                resources={"data_root": DataRoot(root=str(root)), "shard_executor": executor},
+                instance=instance,
+                partition_key="sample",
+            )
+        assert result.success
+        stages = root / "stages"
+        outputs[kind] = {
+            str(p.relative_to(stages)): p.read_bytes() for p in stages.rglob("*") if p.is_file()
+        }
+    assert sorted(outputs["slurm"]) == sorted(outputs["local"])
+    assert len(outputs["local"]) >= 3 * 8
+    differing = [n for n in sorted(outputs["local"]) if outputs["slurm"][n] != outputs["local"][n]]
+    assert not differing, f"Slurm and the process pool wrote different bytes: {differing}"
+    assert not _active_jobs()

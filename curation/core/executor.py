@@ -1,7 +1,8 @@
 """Shard executors: how the per-shard map runs. Outputs never depend on which one ran it.
 
 The local executor is a process pool; `workers=1` runs inline (no pickling, easy to debug).
-A Ray executor plugs in behind the same `map` (operations issue).
+Ray (`ray_executor.py`) and Slurm job arrays (`slurm_executor.py`) plug in behind the same
+`map_unordered`.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ class LocalExecutor:
                     failure = failure or exc
         if failure is not None:
             raise failure
+
+
+def task_name(fn: Callable) -> str:
+    """What a cluster shows for a map's tasks: the shard function's class or name."""
+    target = getattr(fn, "func", fn)  # functools.partial
+    return getattr(target, "__qualname__", None) or type(target).__qualname__
 
 
 def _inline(fn: Callable[[T], R], items: list[T]) -> Iterator[R]:

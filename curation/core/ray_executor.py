@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from curation.core.executor import task_name
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -45,7 +47,7 @@ class RayExecutor:
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         ray = self.connect()
-        task = ray.remote(_apply).options(num_cpus=self.num_cpus, name=_task_name(fn))
+        task = ray.remote(_apply).options(num_cpus=self.num_cpus, name=task_name(fn))
         fn_ref = ray.put(fn)  # once in the object store, not pickled again per task
         todo = iter(items)
         pending: list = []
@@ -90,12 +92,6 @@ class RayExecutor:
 def _apply(fn: Callable[[T], R], item: T) -> R:
     """The Ray task: a plain module-level function, so Ray can import it on every worker."""
     return fn(item)
-
-
-def _task_name(fn: Callable) -> str:
-    """What the Ray dashboard shows for the tasks: the shard function's class or name."""
-    target = getattr(fn, "func", fn)  # functools.partial
-    return getattr(target, "__qualname__", None) or type(target).__qualname__
 
 
 def _code_env() -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from crawl_stages import differing, materialized_crawl_stages
 
 from assets.resources import ShardExecutorResource
 from curation.commoncrawl.documents import CCDocuments
@@ -175,6 +176,20 @@ def sleep_then_touch(directory: Path, item: int) -> int:
     time.sleep(0.5)
     (directory / str(item)).write_text(ray.get_runtime_context().get_node_id())
     return item
+
+
+@pytest.mark.slow
+def test_crawl_stages_materialized_on_ray_equal_the_process_pool(
+    ray_cluster, sample_world, tmp_path
+):
+    """Through Dagster, as a deployment runs them: the shard executor resource set to Ray
+    writes byte for byte what the process pool writes."""
+    on_ray = ShardExecutorResource(kind="ray", ray_address=ray_cluster)
+    ray_files = materialized_crawl_stages(sample_world, tmp_path / "ray", on_ray)
+    local = ShardExecutorResource(kind="local", workers=2)
+    local_files = materialized_crawl_stages(sample_world, tmp_path / "local", local)
+    assert len(local_files) >= 3 * 8
+    assert differing(ray_files, local_files) == []
 
 
 @pytest.mark.slow

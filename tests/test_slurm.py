@@ -24,13 +24,12 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, require
+from crawl_stages import differing, materialized_crawl_stages
 from dagster import DagsterInstance, materialize
 from slurm_tasks import die_once
 from test_pretrain_asset import TRAIN, build_shards
 
-from assets.graph import STAGE_ASSETS
 from assets.launchers import MESSAGES_FILE, SlurmLauncherConfig, TrainingLauncher
-from assets.partitions import crawls
 from assets.resources import DataRoot, ShardExecutorResource
 from assets.training import LOSS_DECREASED, pretrain
 from curation.core.slurm_executor import SlurmExecutor, TaskLost
@@ -321,31 +320,10 @@ def test_a_task_that_left_no_result_is_resubmitted_once(slurm, tmp_path, monkeyp
 def test_crawl_stages_materialized_on_slurm_equal_the_process_pool(slurm, sample_world, tmp_path):
     """Through Dagster, as a deployment runs them: the shard executor resource set to Slurm
     writes byte for byte what the process pool writes."""
-    names = ["cc_documents", "cc_line_dedup", "cc_language"]
-    executors = {
-        "slurm": ShardExecutorResource(kind="slurm", slurm_workdir=str(tmp_path / "slurm-work")),
-        "local": ShardExecutorResource(kind="local", workers=2),
-    }
-    outputs = {}
-    for kind, executor in executors.items():
-        root = tmp_path / kind
-        root.mkdir()
-        (root / "sample").symlink_to(sample_world)
-        with DagsterInstance.ephemeral() as instance:
-            instance.add_dynamic_partitions(crawls.name, ["sample"])
-            result = materialize(
-                [STAGE_ASSETS[name] for name in names],
-                resources={"data_root": DataRoot(root=str(root)), "shard_executor": executor},
-                instance=instance,
-                partition_key="sample",
-            )
-        assert result.success
-        stages = root / "stages"
-        outputs[kind] = {
-            str(p.relative_to(stages)): p.read_bytes() for p in stages.rglob("*") if p.is_file()
-        }
-    assert sorted(outputs["slurm"]) == sorted(outputs["local"])
-    assert len(outputs["local"]) >= 3 * 8
-    differing = [n for n in sorted(outputs["local"]) if outputs["slurm"][n] != outputs["local"][n]]
-    assert not differing, f"Slurm and the process pool wrote different bytes: {differing}"
+    on_slurm = ShardExecutorResource(kind="slurm", slurm_workdir=str(tmp_path / "slurm-work"))
+    slurm_files = materialized_crawl_stages(sample_world, tmp_path / "slurm", on_slurm)
+    local = ShardExecutorResource(kind="local", workers=2)
+    local_files = materialized_crawl_stages(sample_world, tmp_path / "local", local)
+    assert len(local_files) >= 3 * 8
+    assert differing(slurm_files, local_files) == []
     assert not _active_jobs()

@@ -51,11 +51,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.commoncrawl.exact_dedup import first_occurrence_pass, first_occurrences
+from curation.commoncrawl.exact_dedup import (
+    BYTES_PER_PARTITION,
+    PARTITION_HELP,
+    first_occurrence_pass,
+    first_occurrences,
+)
 from curation.commoncrawl.langid import LanguageId
 from curation.core.documents import drop_rows
 from curation.core.screening import read_shard
-from curation.core.stage import ShardInput, ShardOutput, Stage, state_field
+from curation.core.stage import ShardInput, ShardOutput, Stage, run_setting, state_field
 from curation.core.storage import Storage
 
 END_MARKS = (".", "!", "?", '"')
@@ -161,6 +166,7 @@ class C4Filter(Stage):
     policy_phrases: tuple[str, ...] = POLICY_PHRASES
     bad_words_path: str = ""  # a local file, format in `read_bad_words`; empty: no rule
     span_sentences: int = 3
+    bytes_per_partition: int = run_setting(BYTES_PER_PARTITION, help=PARTITION_HELP)
     workdir: str = state_field()
     # The words of `bad_words_path`, read once by `prepare` and shipped to the workers.
     bad_words: tuple[str, ...] = field(default=(), metadata={"config": False})
@@ -233,7 +239,9 @@ class C4Filter(Stage):
 
     def prepare(self, inputs, storage, workdir, executor) -> C4Filter:
         ready = dataclasses.replace(self, workdir=workdir, bad_words=self._read_bad_words())
-        first_occurrence_pass(inputs, storage, workdir, executor, ready.shard_keys)
+        first_occurrence_pass(
+            inputs, storage, workdir, executor, ready.shard_keys, self.bytes_per_partition
+        )
         return ready
 
     def shard_keys(self, shard: ShardInput, storage: Storage, workdir: str) -> np.ndarray:

@@ -48,3 +48,20 @@ class ShardArrayTask:
         if not self.storage.exists(path):
             save_array(self.storage, path, self.compute(shard, self.storage, self.workdir))
         return shard.name
+
+
+def partition_of(keys: np.ndarray, partitions: int) -> np.ndarray:
+    """The hash partition (0 .. partitions - 1) of every 64-bit key: a document key, a
+    component label, a content hash's first 8 bytes.
+
+    Keys like `shard << 32 | row` have row numbers in their low bits: they are mixed first
+    (splitmix64's finalizer, a bijection), so that the rows of one shard and the shards spread
+    evenly. Not `curation.dedup.minhash.fmix64`, which would make every worker of the dedup
+    cluster step import datasketch, about a second per map."""
+    x = keys.astype(np.uint64)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return (x % np.uint64(partitions)).astype(np.int64)

@@ -62,6 +62,13 @@ def setting(default: Any = dataclasses.MISSING, *, help: str, factory: Any = dat
     return field(default=default, default_factory=factory, metadata={"help": help})
 
 
+def run_setting(default: Any, *, help: str) -> Any:
+    """A setting of how a stage runs, not of what it computes (a memory bound): configurable
+    like any field, but left out of `config()`, so out of the manifest and the fingerprint,
+    because the output is the same whatever its value."""
+    return field(default=default, metadata={"help": help, "fingerprint": False})
+
+
 def state_field() -> Any:
     """A stage field that carries run state (set by `prepare`), not configuration: it is
     left out of `config()` and so out of the fingerprint."""
@@ -86,7 +93,7 @@ class Stage(ABC):
         return {
             f.name: values[f.name]
             for f in dataclasses.fields(self)
-            if f.metadata.get("config", True)
+            if f.metadata.get("config", True) and f.metadata.get("fingerprint", True)
         }
 
     def prepare(

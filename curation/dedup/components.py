@@ -8,7 +8,7 @@ through `Exchange` files: a sender writes one file with a slice per receiver; a 
 its slice of every sender's file, one slice at a time.
 
 Components (`label_components`). The documents on an edge (nodes) are hash-partitioned into
-P partitions (`dedup_graph.partition_of`); each holds its nodes' edges, both directions, and a
+P partitions (`core.arrays.partition_of`); each holds its nodes' edges, both directions, and a
 label per node, first the node itself. Labels only ever decrease and always name a node of the
 same component. A round is three maps:
 
@@ -60,22 +60,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import posixpath
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import pairwise
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.core.arrays import load_array, save_array
+from curation.core.arrays import load_array, partition_of, save_array
+from curation.core.exchange import Exchange
 from curation.core.executor import LocalExecutor, ShardExecutor
 from curation.core.storage import Storage
-from curation.dedup.graph import ROW_MASK, SHARD_SHIFT, SourceClasses, partition_of, survivors
+from curation.dedup.graph import ROW_MASK, SHARD_SHIFT, SourceClasses, survivors
 
 DECISIONS = np.array(["kept", "exact_duplicate", "near_duplicate"])  # indexed by decision code
 EXAMPLE_MEMBERS = 4  # candidates kept per (component, class): what an example cluster shows
@@ -119,63 +118,6 @@ _POLICY = [("rank", "ascending"), ("crawl", "ascending"), ("id", "ascending"), (
 
 
 # --- files ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Exchange:
-    """An all-to-all step over files. Sender i writes one file with a slice for every receiver
-    (an Arrow IPC stream each, back to back; an empty slice is no bytes), then the slices' byte
-    offsets, last: that file says the sender is done. Receiver j reads slice j of each sender's
-    file, one at a time, so it can hold one slice, or fold slices in as they come."""
-
-    storage: Storage
-    folder: str
-    senders: int
-    receivers: int
-    schema: pa.Schema
-
-    def _paths(self, sender: int) -> tuple[str, str]:
-        base = posixpath.join(self.folder, f"{sender:06d}")
-        return f"{base}.arrows", f"{base}.offsets"
-
-    def done(self, sender: int) -> bool:
-        return self.storage.exists(self._paths(sender)[1])
-
-    def write(self, sender: int, slices: Iterable[pa.Table]) -> None:
-        """One slice per receiver, in receiver order, each written as it comes."""
-        data, offsets = self._paths(sender)
-        self.storage.makedirs(self.folder)
-        tmp, bounds = f"{data}.tmp-{os.getpid()}", [0]
-        with self.storage.fs.open_output_stream(tmp, compression=None) as f:
-            for table in slices:
-                if table.num_rows:
-                    with pa.ipc.new_stream(f, self.schema) as writer:
-                        writer.write_table(table)
-                bounds.append(f.tell())
-        if len(bounds) != self.receivers + 1:
-            raise ValueError(f"{len(bounds) - 1} slices for {self.receivers} receivers")
-        self.storage.fs.move(tmp, data)
-        self.storage.write_bytes(offsets, np.array(bounds, "<u8").tobytes())
-
-    def send(self, sender: int, table: pa.Table, receiver: np.ndarray) -> None:
-        """Every row of `table` to its receiver."""
-        order = np.argsort(receiver, kind="stable")
-        bounds = np.searchsorted(receiver[order], np.arange(self.receivers + 1))
-        table = table.take(order)
-        self.write(sender, (table.slice(lo, hi - lo) for lo, hi in pairwise(bounds)))
-
-    def read(self, sender: int, receiver: int) -> pa.Table:
-        data, offsets = self._paths(sender)
-        with self.storage.fs.open_input_file(offsets) as f:
-            lo, hi = np.frombuffer(f.read_at(16, 8 * receiver), "<u8").tolist()
-        if lo == hi:
-            return self.schema.empty_table()
-        with self.storage.fs.open_input_file(data) as f:
-            return pa.ipc.open_stream(f.read_at(hi - lo, lo)).read_all()
-
-    def gather(self, receiver: int) -> Iterator[pa.Table]:
-        """The receiver's slice of every sender, in sender order, read as iterated."""
-        return (self.read(sender, receiver) for sender in range(self.senders))
 
 
 @dataclass(frozen=True)

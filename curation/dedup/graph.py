@@ -99,22 +99,6 @@ def distinct_pairs(pairs: np.ndarray) -> np.ndarray:
     return np.unique(pairs, axis=0) if len(pairs) else pairs
 
 
-def partition_of(keys: np.ndarray, partitions: int) -> np.ndarray:
-    """The hash partition (0 .. partitions - 1) of every key, document key or component label.
-
-    Keys are `shard << 32 | row`, so their low bits are row numbers: mixed first (splitmix64's
-    finalizer, a bijection), so that the rows of one shard and the shards spread evenly. Not
-    `curation.dedup.minhash.fmix64`, which would make every worker of the cluster step import
-    datasketch, about a second per map."""
-    x = keys.astype(np.uint64)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return (x % np.uint64(partitions)).astype(np.int64)
-
-
 def survivors(
     component: np.ndarray, best_first: np.ndarray, classes: np.ndarray, independent: np.ndarray
 ) -> np.ndarray:

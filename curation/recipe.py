@@ -223,16 +223,16 @@ def step(asset: str) -> Step:
     return BY_ASSET[asset]
 
 
-def rows_from(step: Step) -> Step | None:
-    """The stage step whose kept rows `step` reads: its first upstream, when that is a stage
+def rows_from(of: Step) -> Step | None:
+    """The stage step whose kept rows `of` reads: its first upstream, when that is a stage
     (not raw archives, signatures or a model)."""
-    upstream = BY_ASSET[step.upstream[0]] if step.stage and step.upstream else None
+    upstream = BY_ASSET[of.upstream[0]] if of.stage and of.upstream else None
     return upstream if upstream and upstream.stage else None
 
 
-def stage_steps(**where) -> list[Step]:
-    """The steps that run a curation stage, in pipeline order, filtered by field values."""
-    return [s for s in STEPS if s.stage and all(getattr(s, k) == v for k, v in where.items())]
+def stage_steps() -> list[Step]:
+    """The steps that run a curation stage, in pipeline order."""
+    return [s for s in STEPS if s.stage]
 
 
 def job_assets(job: str) -> list[str]:

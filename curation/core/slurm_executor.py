@@ -15,6 +15,11 @@ process pool does. Each task's log is `RUN_DIR/logs/<job>_<task>.out`; the run d
 removed after a map that succeeded and kept, and named in the error, after one that failed.
 The tasks run this interpreter (a venv on the shared filesystem) in this working directory,
 with this process's environment (`sbatch` exports it), so they run exactly this code.
+
+Pickles travel here as they do inside a process pool or Ray, and are read only from a run
+directory that `mkdtemp` made (mode 0700): nobody but its owner can have written a file in
+it, and both sides check that before loading anything (`UntrustedRunDirectory`). This is the
+one module of the project that reads a pickle (tests/test_safety.py).
 Outputs do not depend on the executor: every stage names its outputs by item.
 """
 
@@ -143,6 +148,10 @@ class SlurmExecutor:
         return done.returncode == 0 and bool(done.stdout.strip())
 
 
+class UntrustedRunDirectory(PermissionError):
+    """A run directory another user could have written into: nothing in it is loaded."""
+
+
 class TaskLost(RuntimeError):
     """Tasks that ended without writing a result, after their retries."""
 
@@ -180,17 +189,23 @@ class ArrayRun:
     def outcome(self, index: int) -> tuple[bool, object] | None:
         """(True, result) or (False, the exception), once the item's task wrote it."""
         path = self.result_path(index)
-        if not path.exists():
-            return None
+        return self.load(path) if path.exists() else None
+
+    def load(self, path: Path) -> object:
+        """A pickle of this run, once the directory is known to be its owner's alone."""
+        status = self.directory.stat()
+        if status.st_uid != os.getuid() or status.st_mode & 0o077:
+            raise UntrustedRunDirectory(
+                f"{self.directory} is not private to its owner (mode "
+                f"{oct(status.st_mode & 0o777)}, uid {status.st_uid}): nothing in it is loaded"
+            )
         with path.open("rb") as f:
             return pickle.load(f)
 
     def run_task(self, index: int) -> None:
         """What array task `index` does: apply the function to its item, keep the outcome."""
-        with (self.directory / FUNCTION_FILE).open("rb") as f:
-            fn = pickle.load(f)
-        with self.item_path(index).open("rb") as f:
-            item = pickle.load(f)
+        fn = self.load(self.directory / FUNCTION_FILE)
+        item = self.load(self.item_path(index))
         try:
             outcome: tuple[bool, object] = (True, fn(item))
         except Exception as exc:  # noqa: BLE001 - handed to the driver, which raises it

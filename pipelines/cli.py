@@ -400,6 +400,23 @@ def cmd_sample_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample_scale(args: argparse.Namespace) -> int:
+    from sample_world.scale import scale_world
+
+    fraction = {} if args.edit_fraction is None else {"fraction": args.edit_fraction}
+    out = scale_world(
+        Path(args.sample),
+        Path(args.out or f"data/scale-{args.factor}"),
+        args.factor,
+        seed=args.seed,
+        workers=args.workers or os.cpu_count() or 1,
+        force=args.force,
+        **fraction,
+    )
+    print(f"scale world: {out}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """The data root's partitions, then (with a Dagster instance) the crawls it knows that
     have no output yet: a sensor-requested run that failed or has not started."""
@@ -629,6 +646,15 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--force", action="store_true")
     build.set_defaults(func=cmd_sample_build)
+    scale = sample_commands.add_parser("scale", help="an N times larger world made from it")
+    scale.add_argument("--factor", type=int, required=True, help="copies of every file")
+    scale.add_argument("--sample", default="data/sample")
+    scale.add_argument("--out", default="", help="default: data/scale-FACTOR")
+    scale.add_argument("--seed", type=int, default=0)
+    scale.add_argument("--edit-fraction", type=float, help="of the copies (default 0.3)")
+    scale.add_argument("--workers", type=int, default=0, help="processes (0: every CPU)")
+    scale.add_argument("--force", action="store_true")
+    scale.set_defaults(func=cmd_sample_scale)
 
     train = commands.add_parser("train", help="pre-train a LLaMA (one process; see torchrun)")
     train.add_argument("--config", required=True, help="a TrainConfig JSON file")

@@ -64,7 +64,7 @@ bench: setup sample
 	$(BIN)/python bench/bench_quality.py --sample $(SAMPLE)
 	$(BIN)/python bench/bench_dedup.py --stages $(DATA)/stages
 	$(BIN)/python bench/bench_tokenize.py --stages $(DATA)/stages
-	$(BIN)/python bench/bench_memory.py --out bench/results/memory_first_occurrence.txt
+	$(BIN)/python bench/bench_memory.py --out bench/results/memory_global_passes.txt
 
 $(CACHE)/system.stamp: scripts/install_system_deps.sh
 	bash scripts/install_system_deps.sh

@@ -5,15 +5,19 @@ import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO
+from datasketch import MinHash, MinHashLSH
 
 from curation.core.documents import document_id
 from curation.core.executor import LocalExecutor
 from curation.core.runner import run_stage
+from curation.core.stage import ShardInput
 from curation.core.storage import Storage
+from curation.sources.book_candidates import BandPartitions, candidate_search, signature_pairs
 from curation.sources.books import (
     BooksClean,
     book_shards,
@@ -111,14 +115,18 @@ def edit(text: str, seed: int, n: int) -> str:
     return " ".join(tokens)
 
 
-def test_near_duplicate_editions_form_one_cluster_and_the_longest_is_kept(tmp_path):
-    body = words(4000, 1)
-    files = {
+def editions(body: str) -> dict[str, str]:
+    """Three editions of one book: the Gutenberg one, one with a short and one with a long
+    new preface, each with a few corrections."""
+    return {
         "gutenberg/pg00001.txt": gutenberg_text(work(body), 1, "May 1, 2001"),
         "books3/second.txt": "Preface to the second edition.\n\n" + edit(body, 2, 20),
         "books3/third.txt": "A new and much longer preface. " * 20 + edit(body, 3, 20),
-        "books3/other.txt": words(4000, 9),
     }
+
+
+def test_near_duplicate_editions_form_one_cluster_and_the_longest_is_kept(tmp_path):
+    files = editions(words(4000, 1)) | {"books3/other.txt": words(4000, 9)}
     kept, dropped = clean(tmp_path, files)
     assert set(kept) == {"books3/third.txt", "books3/other.txt"}
     third = document_id("books", "third")
@@ -159,7 +167,7 @@ def test_the_exact_check_rejects_an_lsh_false_positive():
     texts = {"a": f"{shared} {words(500, 2)}", "b": f"{shared} {words(500, 3)}"}
     shingles = {key: shingle_hashes(text) for key, text in texts.items()}
     signatures = {key: minhash_signature(s, 128, 1) for key, s in shingles.items()}
-    assert candidate_pairs(signatures, 0.3, 128, 1) == [("a", "b")]
+    assert candidate_pairs(signatures, 0.3, 128) == [("a", "b")]
     assert 0.7 < content_overlap(shingles["a"], shingles["b"]) < 0.9
     assert overlapping_pairs([("a", "b")], shingles.__getitem__, 0.9) == []
 
@@ -202,3 +210,67 @@ def test_every_planted_cluster_of_the_sample_keeps_exactly_one_book(sample_books
         if row["reason"] != "near_duplicate_book"
     }
     assert verify_books(pa.Table.from_pylist(list(kept.values()))) == []
+
+
+def lsh_pairs(signatures: dict, threshold: float, num_perm: int) -> list[tuple[str, str]]:
+    """The candidate pairs of datasketch's MinHashLSH, what the stage used before its band
+    search was partitioned: the reference the partitioned search must reproduce."""
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    minhashes = {
+        key: MinHash(num_perm=num_perm, hashvalues=sig, scheme="affine64")
+        for key, sig in signatures.items()
+    }
+    for key, minhash in minhashes.items():
+        lsh.insert(key, minhash)
+    return sorted(
+        {(min(k, o), max(k, o)) for k, m in minhashes.items() for o in lsh.query(m) if o != k}
+    )
+
+
+def edition_signatures(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Signatures of `n` books, each sharing a random share of its text with the one before."""
+    rng = random.Random(seed)
+    text, signatures = words(600, seed), {}
+    for i in range(n):
+        keep = rng.randrange(0, 600)
+        text = " ".join(text.split(" ")[:keep] + words(600 - keep, seed * 1000 + i).split(" "))
+        signatures[f"b{i:03d}"] = minhash_signature(shingle_hashes(text), 128, 1)
+    return signatures
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.8])
+def test_the_band_search_finds_exactly_the_pairs_of_datasketch_lsh(threshold):
+    signatures = edition_signatures(60, 7)
+    pairs = candidate_pairs(signatures, threshold, 128)
+    assert pairs == lsh_pairs(signatures, threshold, 128) and len(pairs) > 5
+
+
+def test_the_partitioned_band_search_equals_the_one_in_memory(storage, tmp_path):
+    signatures = list(edition_signatures(40, 3).values())
+    shards = [ShardInput(f"b{i}", f"b{i}.txt", "", 1000) for i in range(41)]
+    sizes = np.array([1000] * 40 + [0])  # the last book has no text: not searched
+    expected = signature_pairs(np.stack(signatures), 0.5)
+    for bound, partitions in [(10**9, 1), (8000, 5), (1000, 40)]:
+        workdir = str(tmp_path / f"bound-{bound}")
+        signature_of = dict(zip(shards, signatures, strict=False)).__getitem__
+        plan = BandPartitions.plan(storage, workdir, signature_of, 40_000, bound, (0.5, 128))
+        found = candidate_search(plan, shards, sizes, LocalExecutor(1))
+        assert len(storage.list_files(f"{workdir}/bands", ".offsets")) == partitions
+        assert found.tolist() == expected.tolist() and len(expected) > 5
+
+
+def test_a_memory_bound_leaves_the_books_byte_identical(tmp_path):
+    body = words(4000, 1)
+    files = editions(body) | {"books3/copy.txt": body}
+    files |= {f"books3/other{i}.txt": words(3000, 10 + i) for i in range(6)}
+    books = write_books(tmp_path / "books", files)
+    storage, outputs = Storage(str(tmp_path)), {}
+    # Many partitions in worker processes (the plan pickles), one inline.
+    for name, bound, workers in [("one", None, 1), ("many", 20_000, 2)]:
+        stage = BooksClean() if bound is None else BooksClean(bytes_per_partition=bound)
+        out = tmp_path / name
+        shards = book_shards(storage, str(books))
+        run_stage(stage, shards, str(out), storage, LocalExecutor(workers))
+        outputs[name] = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*.*")}
+    dropped = pq.read_table(tmp_path / "many" / "_dropped").column("reason").to_pylist()
+    assert outputs["one"] == outputs["many"] and dropped == ["near_duplicate_book"] * 3

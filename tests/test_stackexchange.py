@@ -1,4 +1,5 @@
 import json
+import random
 from pathlib import Path
 from xml.etree.ElementTree import Element, SubElement, tostring
 
@@ -51,16 +52,16 @@ def write_site(root: Path, site: str, rows: list[dict]) -> None:
     (root / site / "Posts.xml").write_bytes(tostring(posts, encoding="utf-8"))
 
 
-def run(storage, root: Path, top: int = 28):
+def run(storage, root: Path, top: int = 28, out: str = "out", **settings):
     """Run the stage over every site under `root`; kept and dropped rows as dicts."""
     manifest = run_stage(
-        StackExchangeClean(top_sites=top),
+        StackExchangeClean(top_sites=top, **settings),
         site_shards(storage, str(root)),
-        str(root / "out"),
+        str(root / out),
         storage,
     )
-    kept = pq.read_table(root / "out", schema=DOCUMENT_SCHEMA).to_pylist()
-    dropped = pq.read_table(root / "out" / "_dropped").to_pylist()
+    kept = pq.read_table(root / out, schema=DOCUMENT_SCHEMA).to_pylist()
+    dropped = pq.read_table(root / out / "_dropped").to_pylist()
     for shard in manifest.shards:
         assert shard.n_in == shard.kept + sum(shard.dropped.values())
     return kept, dropped
@@ -202,3 +203,45 @@ def test_a_question_without_an_integer_score_is_a_malformed_row(storage, tmp_pat
     write_site(tmp_path, "a.stackexchange.com", [question(1, score=score)])
     kept, [dropped] = run(storage, tmp_path)
     assert kept == [] and dropped["reason"] == "malformed_row"
+
+
+def shuffled_site(questions: int) -> list[dict]:
+    """Questions with answers, orphan answers, a tag wiki, malformed rows and a repeated
+    question Id, in random row order: answers before their question, far from it."""
+    rng = random.Random(5)
+    rows = [question(100_000, title="first copy")]
+    for q in range(1, questions + 1):
+        rows.append(question(q * 10, title=f"q{q}", accepted=str(q * 10 + 1) * (q % 2)))
+        rows += [answer(q * 10 + a, q * 10, rng.randint(-5, 30)) for a in range(1, q % 4 + 1)]
+    rows += [answer(90_000 + i, 77_777 + i % 3, i) for i in range(12)]
+    rows += [{"Id": str(50_000 + i), "PostTypeId": "5", "Score": "0"} for i in range(5)]
+    rows += [question(3, score="1.5"), answer(7, 10, "ten")]
+    rng.shuffle(rows)
+    return rows + [question(100_000, title="second copy")]  # a repeated Id: the later row wins
+
+
+def test_a_memory_bound_leaves_the_site_byte_identical(storage, tmp_path):
+    write_site(tmp_path, "a.stackexchange.com", shuffled_site(1200))
+    outputs, rows = {}, {}
+    for out, bound in {"one": None, "runs": 20_000, "rows": 1}.items():
+        settings = {} if bound is None else {"bytes_per_run": bound}
+        rows[out] = run(storage, tmp_path, out=out, **settings)
+        files = (tmp_path / out).rglob("*.parquet")
+        outputs[out] = {str(p.relative_to(tmp_path / out)): p.read_bytes() for p in files}
+    assert outputs["one"] == outputs["runs"] == outputs["rows"]
+    kept, dropped = rows["rows"]
+    ids = [meta(doc)["question_id"] for doc in kept]
+    assert ids == sorted(ids) and len(ids) == 1201
+    assert meta(kept[-1])["title"] == "second copy"
+    reasons = [d["reason"] for d in dropped]
+    assert reasons == ["malformed_row"] * 2 + ["orphan_answer"] * 12 + ["other_post_type"] * 5
+    orphans = [meta(d)["post_id"] for d in dropped if d["reason"] == "orphan_answer"]
+    assert orphans == sorted(orphans)
+
+
+def test_a_site_read_through_runs_and_then_broken_is_one_malformed_xml(storage, tmp_path):
+    write_site(tmp_path, "a.stackexchange.com", shuffled_site(50))
+    path = tmp_path / "a.stackexchange.com" / "Posts.xml"
+    path.write_bytes(path.read_bytes()[:-20])  # truncated after most rows
+    kept, [dropped] = run(storage, tmp_path, bytes_per_run=1)
+    assert kept == [] and dropped["reason"] == "malformed_xml"

@@ -15,10 +15,12 @@ shard each lets the runner resume and spread the map book by book. Shard names a
 
 The dedup is the stage's `prepare` pass, global over all books. The map computes, per book, its
 sorted 64-bit shingle hashes and a MinHash signature (datasketch, seeded) into two files under
-the work directory. The reduce inserts the signatures into a MinHash LSH index for candidate
-pairs, checks every candidate EXACTLY with the overlap above (so an LSH false positive never
-drops a book), joins the confirmed pairs into clusters by union-find and keeps, per cluster, the
-longest text (then the smallest id). Clusters are transitive: A~B and B~C put A, B and C in one
+the work directory. The candidate pairs, those sharing an LSH band, are found in hash partitions
+of the band keys on disk, one per `bytes_per_partition` of books (book_candidates.py), so memory
+does not grow with the number of books. Every candidate is checked EXACTLY with the overlap
+above (so an LSH false positive never drops a book), two books' shingles in memory at a time;
+the confirmed pairs are joined into clusters by union-find and each cluster keeps the longest
+text (then the smallest id). Clusters are transitive: A~B and B~C put A, B and C in one
 cluster even when A and C overlap less. Each dropped book gets a small `<id>.duplicate_of` file
 holding the kept id, which `process` reads. LSH ranks by Jaccard similarity, so `lsh_threshold`
 sits well below `overlap_threshold`: two books whose sizes differ a lot can reach 90%
@@ -28,16 +30,17 @@ containment at a low Jaccard, and those are the pairs a high LSH threshold would
 from __future__ import annotations
 
 import dataclasses
+import functools
 import posixpath
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from datasketch import MinHash, MinHashLSH
+from datasketch import MinHash
 
 from curation.core.arrays import load_array, save_array
 from curation.core.documents import (
@@ -48,9 +51,16 @@ from curation.core.documents import (
     drop_rows,
 )
 from curation.core.inputs import MissingInput, file_shard
-from curation.core.stage import ShardInput, ShardOutput, Stage, state_field
+from curation.core.stage import ShardInput, ShardOutput, Stage, run_setting, state_field
 from curation.core.storage import Storage
 from curation.dedup.minhash import shingle_hashes
+from curation.sources.book_candidates import (
+    BYTES_PER_PARTITION,
+    PARTITION_HELP,
+    BandPartitions,
+    candidate_search,
+    signature_pairs,
+)
 
 SOURCE = "books"
 COLLECTIONS = ("gutenberg", "books3")
@@ -140,23 +150,14 @@ def minhash_signature(shingles: np.ndarray, num_perm: int, seed: int) -> np.ndar
 
 
 def candidate_pairs(
-    signatures: Mapping[str, np.ndarray], threshold: float, num_perm: int, seed: int
+    signatures: Mapping[str, np.ndarray], threshold: float, num_perm: int
 ) -> list[tuple[str, str]]:
-    """Pairs (sorted, each once) that share an LSH band: the only pairs worth an exact check."""
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    minhashes = {
-        key: MinHash(num_perm=num_perm, seed=seed, hashvalues=sig, scheme=_MINHASH_SCHEME)
-        for key, sig in signatures.items()
-    }
-    for key, minhash in minhashes.items():
-        lsh.insert(key, minhash)
-    pairs = {
-        (min(key, other), max(key, other))
-        for key, minhash in minhashes.items()
-        for other in lsh.query(minhash)
-        if other != key
-    }
-    return sorted(pairs)
+    """Pairs (sorted, each once) that share an LSH band: the only pairs worth an exact check.
+    In memory, for a few books; `prepare` runs the same search partitioned on disk."""
+    keys = list(signatures)
+    values = np.stack([signatures[key] for key in keys]) if keys else np.empty((0, num_perm))
+    pairs = signature_pairs(values.astype(np.uint64), threshold)
+    return sorted((min(keys[a], keys[b]), max(keys[a], keys[b])) for a, b in pairs.tolist())
 
 
 def overlapping_pairs(
@@ -230,6 +231,18 @@ def _decision_path(workdir: str, book_id: str) -> str:
     return posixpath.join(workdir, f"{book_id}.duplicate_of")
 
 
+def _book_id(shard: ShardInput) -> str:
+    return document_id(SOURCE, _stem(shard))
+
+
+def _load_shingles(storage: Storage, workdir: str, book_id: str) -> np.ndarray:
+    return load_array(storage, _shingles_path(workdir, book_id))
+
+
+def _load_signature(storage: Storage, workdir: str, shard: ShardInput) -> np.ndarray:
+    return load_array(storage, _signature_path(workdir, _book_id(shard)))
+
+
 @dataclass(frozen=True)
 class BooksClean(Stage):
     """Strip Gutenberg boilerplate, quarantine empty or undecodable books, and keep one book
@@ -244,6 +257,7 @@ class BooksClean(Stage):
     seed: int = 1
     lsh_threshold: float = 0.5
     overlap_threshold: float = 0.9
+    bytes_per_partition: int = run_setting(BYTES_PER_PARTITION, help=PARTITION_HELP)
     workdir: str = state_field()
 
     def read(self, shard: ShardInput, storage: Storage) -> tuple[Document, CleanBook | None]:
@@ -251,7 +265,7 @@ class BooksClean(Stage):
         whose document then holds the text with replacement characters for inspection."""
         raw = storage.read_bytes(shard.path)
         meta = {"file": shard.name, "collection": _collection(shard)}
-        book_id = document_id(SOURCE, _stem(shard))
+        book_id = _book_id(shard)
         text = decode_book(raw)
         if text is None:
             return Document(book_id, SOURCE, raw.decode("utf-8", "replace"), None, meta), None
@@ -265,15 +279,40 @@ class BooksClean(Stage):
 
     def prepare(self, inputs, storage, workdir, executor) -> BooksClean:
         storage.makedirs(workdir)
-        found = executor.map_unordered(_Fingerprint(self, storage, workdir), inputs)
-        chars = dict(r for r in found if r is not None)
-        signatures = {key: load_array(storage, _signature_path(workdir, key)) for key in chars}
-        pairs = candidate_pairs(signatures, self.lsh_threshold, self.num_perm, self.seed)
-        shingles = _ShingleCache(storage, workdir)
+        chars = np.full(len(inputs), -1, np.int64)  # -1: no text, not deduplicated
+        for index, length in executor.map_unordered(
+            _Fingerprint(self, storage, workdir), list(enumerate(inputs))
+        ):
+            chars[index] = -1 if length is None else length
+        found = self.candidates(inputs, chars >= 0, storage, workdir, executor)
+        ids = {index: _book_id(inputs[index]) for index in np.unique(found).tolist()}
+        pairs = [(ids[a], ids[b]) for a, b in found.tolist()]
+        # The pairs come sorted by their first book: two books' shingles serve them in turn.
+        shingles = functools.lru_cache(maxsize=2)(
+            functools.partial(_load_shingles, storage, workdir)
+        )
         confirmed = overlapping_pairs(pairs, shingles, self.overlap_threshold)
-        for dropped, kept in duplicate_of(chars, confirmed).items():
+        lengths = {book_id: int(chars[index]) for index, book_id in ids.items()}
+        for dropped, kept in duplicate_of(lengths, confirmed).items():
             storage.write_bytes(_decision_path(workdir, dropped), kept.encode())
         return dataclasses.replace(self, workdir=workdir)
+
+    def candidates(
+        self,
+        inputs: Sequence[ShardInput],
+        with_text: np.ndarray,
+        storage: Storage,
+        workdir: str,
+        executor: Any,
+    ) -> np.ndarray:
+        """The candidate pairs (input indices) among the books `with_text`."""
+        sizes = np.array([shard.bytes for shard in inputs], np.int64) * with_text
+        signature_of = functools.partial(_load_signature, storage, workdir)
+        lsh = (self.lsh_threshold, self.num_perm)
+        plan = BandPartitions.plan(
+            storage, workdir, signature_of, int(sizes.sum()), self.bytes_per_partition, lsh
+        )
+        return candidate_search(plan, inputs, sizes, executor)
 
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
         document, book = self.read(shard, storage)
@@ -304,33 +343,20 @@ class _Fingerprint:
     storage: Storage
     workdir: str
 
-    def __call__(self, shard: ShardInput) -> tuple[str, int] | None:
-        """(id, characters) of a book that takes part in the dedup, None for one that will be
-        quarantined anyway (undecodable or empty)."""
+    def __call__(self, item: tuple[int, ShardInput]) -> tuple[int, int | None]:
+        """The book's input index and characters; None for a book that takes no part in the
+        dedup because it will be quarantined anyway (undecodable or empty)."""
+        index, shard = item
         document, book = self.stage.read(shard, self.storage)
         if book is None or not book.text:
-            return None
+            return index, None
         path = _signature_path(self.workdir, document.id)
         if not self.storage.exists(path):  # a resumed run keeps finished books
             shingles = shingle_hashes(book.text, self.stage.shingle_words)
             save_array(self.storage, _shingles_path(self.workdir, document.id), shingles)
             signature = minhash_signature(shingles, self.stage.num_perm, self.stage.seed)
             save_array(self.storage, path, signature)
-        return document.id, len(book.text)
-
-
-@dataclass
-class _ShingleCache:
-    """Shingle arrays loaded on demand: only books in a candidate pair are ever read."""
-
-    storage: Storage
-    workdir: str
-    loaded: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-
-    def __call__(self, book_id: str) -> np.ndarray:
-        if book_id not in self.loaded:
-            self.loaded[book_id] = load_array(self.storage, _shingles_path(self.workdir, book_id))
-        return self.loaded[book_id]
+        return index, len(book.text)
 
 
 def verify_books(table: pa.Table, stage: BooksClean | None = None) -> list[str]:
@@ -352,7 +378,7 @@ def verify_books(table: pa.Table, stage: BooksClean | None = None) -> list[str]:
         for key, s in shingles.items()
         if len(s)
     }
-    pairs = candidate_pairs(signatures, stage.lsh_threshold, stage.num_perm, stage.seed)
+    pairs = candidate_pairs(signatures, stage.lsh_threshold, stage.num_perm)
     for a, b in overlapping_pairs(pairs, shingles.__getitem__, stage.overlap_threshold):
         overlap = content_overlap(shingles[a], shingles[b])
         problems.append(f"{a} and {b} both kept with {overlap:.0%} content overlap")

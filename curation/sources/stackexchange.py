@@ -12,11 +12,11 @@ are part of that question's record, not records of their own. A file that is not
 safe XML (a DTD, entity declarations: "billion laughs") is one record, `malformed_xml`: nothing
 of it is kept, because a truncated file would give questions without their answers.
 
-Memory: a site's posts are grouped in memory (answers can come anywhere after their question),
-holding the text of every post after HTML removal, not the raw attributes; the bound is the
-largest selected site (a few GB for the biggest sites of the real dump; stackoverflow.com would
-need an external sort by question id first, and is not one of the sites of this recipe's dump).
-Parsing streams with defusedxml, clearing every row once read.
+Memory is bounded by configuration, not by the largest site: an answer can come anywhere after
+its question, so the join sorts the posts by question Id (a question's own, an answer's
+ParentId) in sorted runs of `bytes_per_run` of parsed posts on local disk (core/sorted_runs.py)
+and merges them, meeting each question with its answers, one question at a time; documents
+come out in batches. Parsing streams with defusedxml, clearing every row once read.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ import dataclasses
 import json
 import posixpath
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html.parser import HTMLParser
+from itertools import groupby, islice
+from operator import itemgetter
 from typing import Any, BinaryIO, ClassVar
 from xml.etree.ElementTree import ParseError
 
@@ -44,7 +46,8 @@ from curation.core.documents import (
     documents_table,
     drop_rows,
 )
-from curation.core.stage import ShardInput, ShardOutput, Stage, state_field
+from curation.core.sorted_runs import SortedRuns
+from curation.core.stage import ShardInput, ShardOutput, Stage, run_setting, state_field
 from curation.core.storage import Storage
 
 SOURCE = "stackexchange"
@@ -288,50 +291,66 @@ def _malformed_xml_document(site: str, path: str, error: str) -> Document:
     )
 
 
-@dataclass
-class _SiteRecords:
-    """What one site file yields: documents with their drop reason (None: kept)."""
-
-    records: list[tuple[Document, str | None]] = field(default_factory=list)
-    attached_answers: int = 0
-
-    def add(self, doc: Document, reason: str | None) -> None:
-        self.records.append((doc, reason))
-
-
-def site_records(site: str, rows: Iterator[dict[str, str]], selected: bool) -> _SiteRecords:
-    """Group a site's rows into question documents, in question Id order; the rest dropped."""
-    out = _SiteRecords()
-    questions: dict[int, Post] = {}
-    answers: defaultdict[int, list[Post]] = defaultdict(list)
-    others: list[Post] = []
-    for index, row in enumerate(rows):
-        try:
-            post = parse_post(row)
-        except MalformedRow as exc:
-            out.add(_malformed_row_document(site, index, row, str(exc)), "malformed_row")
-            continue
-        if post.post_type == QUESTION:
-            questions[post.post_id] = post
-        elif post.post_type == ANSWER:
-            answers[post.parent_id].append(post)  # type: ignore[index]
-        else:
-            others.append(post)
-    for question_id in sorted(questions):
-        question = questions[question_id]
-        ordered = sorted_answers(question, answers.pop(question_id, []))
-        out.attached_answers += len(ordered)
-        doc = question_document(site, question, ordered)
-        out.add(doc, None if selected else "not_in_top_sites")
-    for orphan in sorted((a for group in answers.values() for a in group), key=_by_id):
-        out.add(_post_document(site, orphan), "orphan_answer")
-    for other in sorted(others, key=_by_id):
-        out.add(_post_document(site, other), "other_post_type")
-    return out
+BYTES_PER_RUN = 1 << 30  # of parsed posts held by a site's join before a run is spilled
+RUN_HELP = (
+    "bytes of parsed posts per sorted run of a site's question-answer join: its memory bound "
+    "(the join holds about this much, spilling sorted runs to local disk beyond it); the "
+    "output does not depend on it"
+)
+_BATCH_RECORDS = 1000  # records per output batch: fixed, so the parts do not depend on the bound
+# Sections of the join's sort keys: unreadable rows come first, in row order, then the posts
+# by question Id; of the leftovers' keys: orphan answers, then other posts, by post Id.
+_MALFORMED, _POSTS = 0, 1
+_ORPHANS, _OTHERS = 0, 1
 
 
-def _by_id(post: Post) -> int:
-    return post.post_id
+def site_records(
+    site: str, rows: Iterator[dict[str, str]], selected: bool, bytes_per_run: int = BYTES_PER_RUN
+) -> Iterator[tuple[Document, str | None]]:
+    """A site's records with their drop reason (None: kept): unreadable rows in row order,
+    question documents in question Id order, then orphan answers and other posts, each in post
+    Id order. Every row is read (MalformedDump raised) before the first record comes out."""
+    with SortedRuns(bytes_per_run) as posts, SortedRuns(bytes_per_run) as leftovers:
+        for index, row in enumerate(rows):
+            try:
+                post = parse_post(row)
+            except MalformedRow as exc:
+                posts.add((_MALFORMED, index), [index, row, str(exc)])
+                continue
+            if post.post_type == QUESTION:
+                posts.add((_POSTS, post.post_id), dataclasses.asdict(post))
+            elif post.post_type == ANSWER:
+                posts.add((_POSTS, post.parent_id), dataclasses.asdict(post))  # type: ignore[arg-type]
+            else:
+                leftovers.add((_OTHERS, post.post_id), dataclasses.asdict(post))
+        for (section, _), group in groupby(posts.merged(), key=itemgetter(0)):
+            values = [value for _, value in group]
+            if section == _MALFORMED:
+                yield _malformed_row_document(site, *values[0]), "malformed_row"
+            else:
+                yield from _question_records(site, [_post(v) for v in values], selected, leftovers)
+        for (section, _), value in leftovers.merged():
+            reason = "orphan_answer" if section == _ORPHANS else "other_post_type"
+            yield _post_document(site, _post(value)), reason
+
+
+def _question_records(
+    site: str, posts: list[Post], selected: bool, leftovers: SortedRuns
+) -> Iterator[tuple[Document, str | None]]:
+    """One question Id's posts (row order) as its document; answers without their question go
+    to the leftovers. Of two questions with one Id, the later row is the question."""
+    questions = [post for post in posts if post.post_type == QUESTION]
+    answers = [post for post in posts if post.post_type == ANSWER]
+    if not questions:
+        for orphan in answers:
+            leftovers.add((_ORPHANS, orphan.post_id), dataclasses.asdict(orphan))
+        return
+    ordered = sorted_answers(questions[-1], answers)
+    yield question_document(site, questions[-1], ordered), None if selected else "not_in_top_sites"
+
+
+def _post(value: dict[str, Any]) -> Post:
+    return Post(**(value | {"tags": tuple(value["tags"])}))
 
 
 # --- the stage ---------------------------------------------------------------------------------
@@ -358,10 +377,11 @@ class StackExchangeClean(Stage):
     """
 
     name: ClassVar[str] = "stackexchange"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: the join in sorted runs; parts in row groups of 1000
     output_schema: ClassVar[pa.Schema] = DOCUMENT_SCHEMA
 
     top_sites: int = TOP_SITES
+    bytes_per_run: int = run_setting(BYTES_PER_RUN, help=RUN_HELP)
     workdir: str = state_field()
 
     def prepare(self, inputs, storage, workdir, executor) -> StackExchangeClean:
@@ -382,28 +402,39 @@ class StackExchangeClean(Stage):
         )
 
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
+        return ShardOutput.concat(self.process_batches(shard, storage))
+
+    def process_batches(self, shard: ShardInput, storage: Storage) -> Iterator[ShardOutput]:
+        """The site's records in batches of `_BATCH_RECORDS`: a site's documents are never all
+        in memory. A file that is not well-formed fails before the first batch, as one
+        `malformed_xml` record."""
         site = site_of(shard.path)
         selected = site in self.selected_sites(storage)
         with storage.fs.open_input_file(shard.path) as stream:
+            records = site_records(site, iter_rows(stream), selected, self.bytes_per_run)
             try:
-                result = site_records(site, iter_rows(stream), selected)
+                batch = list(islice(records, _BATCH_RECORDS))
             except MalformedDump as exc:
-                result = _SiteRecords(
-                    [(_malformed_xml_document(site, shard.path, str(exc)), "malformed_xml")]
-                )
-        return self._output(site, result)
+                batch = [(_malformed_xml_document(site, shard.path, str(exc)), "malformed_xml")]
+            while True:  # at least one batch: an empty site still reports its histograms
+                yield self._output(site, batch)
+                batch = list(islice(records, _BATCH_RECORDS))
+                if not batch:
+                    return
 
-    def _output(self, site: str, result: _SiteRecords) -> ShardOutput:
-        kept = [doc for doc, reason in result.records if reason is None]
-        dropped = [(doc, reason) for doc, reason in result.records if reason is not None]
+    def _output(self, site: str, records: list[tuple[Document, str | None]]) -> ShardOutput:
+        kept = [doc for doc, reason in records if reason is None]
+        dropped = [(doc, reason) for doc, reason in records if reason is not None]
         reasons = [reason for _, reason in dropped]
+        # Only question documents have an answer_count: the answers attached to them.
+        attached = sum(doc.meta.get("answer_count", 0) for doc, _ in records)
         return ShardOutput(
-            n_in=len(result.records),
+            n_in=len(records),
             kept=documents_table(kept),
             dropped=drop_rows(documents_table([d for d, _ in dropped]), self.name, reasons),
             histograms={
                 "site": Counter({site: len(kept)}),
-                "attached_answers": Counter({site: result.attached_answers}),
+                "attached_answers": Counter({site: attached}),
             },
         )
 

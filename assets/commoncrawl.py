@@ -40,7 +40,6 @@ from curation.commoncrawl.wikiref import (
     ClassifierSettings,
     cited_url_set,
     crawl_pages,
-    file_sha256,
     train_classifier,
     training_set,
 )
@@ -108,7 +107,7 @@ def classifier_path(output: str) -> str:
 def _classifier(context, config, data_root: DataRoot) -> dict:
     """The classifier this crawl trained, by path under the root and by content."""
     model = classifier_path(data_root.output("wikiref_classifier", context.partition_key))
-    return {"model": data_root.relative(model), "model_sha256": file_sha256(model)}
+    return {"model": data_root.relative(model), "model_sha256": data_root.storage().sha256(model)}
 
 
 def _wikiref_report(context, run: StageRun, config, data_root: DataRoot) -> MaterializeResult:
@@ -229,11 +228,11 @@ def wikiref_classifier(
     rows = crawl_pages(storage, data_root.output("cc_language", crawl))
     examples = training_set(rows, cited, config.seed, config.negatives_per_positive)
     output = data_root.output("wikiref_classifier", crawl)
-    storage.makedirs(output)
     settings = build(ClassifierSettings, config)
-    report = train_classifier(
-        examples, classifier_path(output), settings.seed, settings.holdout_fraction, settings
-    )
+    with storage.local_directory(output) as local:
+        report = train_classifier(
+            examples, classifier_path(local), settings.seed, settings.holdout_fraction, settings
+        )
     figure = plots.histograms(
         {
             "cited (positive)": report.heldout_positive_scores.tolist(),
@@ -244,7 +243,7 @@ def wikiref_classifier(
     )
     return MaterializeResult(
         metadata={
-            "path": MetadataValue.path(report.model_path),
+            "path": MetadataValue.path(classifier_path(output)),
             "cited_urls": len(cited),
             "train_positives": report.train_positives,
             "train_negatives": report.train_negatives,

@@ -7,6 +7,7 @@ own program on the `training_launcher` resource's backend, on the accelerators a
 needs (local torchrun, Slurm or Kubernetes, exactly as `pretrain` is launched).
 """
 
+import os
 import posixpath
 from pathlib import Path
 from typing import Literal
@@ -27,6 +28,7 @@ from assets.resources import DataRoot
 from assets.stage_assets import asset_args
 from assets.training import POOL
 from curation.core.inputs import partition_shards
+from curation.core.storage import cache_dir
 from curation.recipe import BEATS_UNTRAINED, step
 from training.evaluation.config import (
     REPORT_FILE,
@@ -48,6 +50,15 @@ def latest_checkpoint_of_pretrain(context: AssetExecutionContext) -> str:
     return checkpoint.value
 
 
+def work_dir(data_root: DataRoot) -> str:
+    """Where the evaluation writes its task files and untrained model, which the harness
+    and DCP open by name: the asset's output directory on a disk, this machine's cache when
+    the data root is a store."""
+    if data_root.storage().is_local:
+        return data_root.output("evaluation")
+    return os.path.join(cache_dir(), "evaluation")
+
+
 class HFExportConfig(Config):
     dtype: str = "bfloat16"  # or float32
 
@@ -65,15 +76,18 @@ def hf_export(
 
     checkpoint = latest_checkpoint_of_pretrain(context)
     model, state = load_model(checkpoint)
-    out = export_hf(
-        model,
-        tokenizer_of(state),
-        data_root.output("hf_export"),
-        getattr(torch, config.dtype),
-    )
+    output = data_root.output("hf_export")
+    parent = posixpath.dirname(output)  # export_hf stages beside its output, then renames
+    with data_root.storage().local_directory(parent) as local:
+        export_hf(
+            model,
+            tokenizer_of(state),
+            os.path.join(local, posixpath.basename(output)),
+            getattr(torch, config.dtype),
+        )
     return MaterializeResult(
         metadata={
-            "path": MetadataValue.path(str(out)),
+            "path": MetadataValue.path(output),
             "checkpoint": MetadataValue.path(checkpoint),
             "step": state["state"]["step"],
             "dtype": config.dtype,
@@ -118,11 +132,11 @@ def evaluation(
     from held-out documents (plus any configured task), and a greedy sample; the trained model
     next to an untrained one of the same configuration and to the previous evaluation."""
     storage = data_root.storage()
-    mixture = [s.path for s in partition_shards(storage, data_root.output("mixture"))]
+    mixture = [storage.uri(s.path) for s in partition_shards(storage, data_root.output("mixture"))]
     job = EvaluationJob(
         checkpoint=latest_checkpoint_of_pretrain(context),
         mixture_parts=tuple(mixture),
-        work_dir=data_root.output("evaluation"),
+        work_dir=work_dir(data_root),
         config=build(
             EvaluationConfig,
             config,

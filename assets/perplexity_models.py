@@ -2,6 +2,7 @@
 5-gram trained on the `wikipedia` asset's text, or CCNet's released models."""
 
 import posixpath
+from pathlib import Path
 
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
@@ -42,20 +43,25 @@ def wikipedia_text(data_root: DataRoot, language: str) -> list[str]:
 
 
 def models_dir(data_root: DataRoot) -> str:
-    """KenLM and SentencePiece need local files: perplexity models live on the local disk.
-    Stages get `PERPLEXITY_MODELS`, relative to the data root, so their manifests are the
-    same wherever the root is."""
+    """Where perplexity models live under the data root. Stages get `PERPLEXITY_MODELS`,
+    relative to the root, so their manifests are the same wherever the root is; they read
+    the models through local copies (`Storage.local_copy`) when the root is an object store."""
     return data_root.storage().path(PERPLEXITY_MODELS)
 
 
+def _metadata(data_root: DataRoot, language: str, name: str) -> dict:
+    path = posixpath.join(models_dir(data_root), language, name)
+    return {"path": MetadataValue.path(path), "bytes": data_root.storage().size(path)}
+
+
 def _released(source: str, data_root: DataRoot, language: str, kind: str) -> MaterializeResult:
-    path = install_released(source, models_dir(data_root), language, kind)
+    with data_root.storage().local_directory(models_dir(data_root)) as local:
+        path = install_released(source, local, language, kind)
     return MaterializeResult(
         metadata={
             "status": "released",
             "source": source,
-            "path": MetadataValue.path(str(path)),
-            "bytes": path.stat().st_size,
+            **_metadata(data_root, language, path.name),
         }
     )
 
@@ -76,15 +82,15 @@ def lm_tokenizer(
     if config.released:
         return _released(config.released, data_root, language, "tokenizer")
     texts = wikipedia_text(data_root, language)
-    out_dir = posixpath.join(models_dir(data_root), language)
     try:
-        path = train_lm_tokenizer(texts, out_dir, config.vocab_size, config.seed)
+        with data_root.storage().local_directory(models_dir(data_root)) as local:
+            path = train_lm_tokenizer(texts, Path(local, language), config.vocab_size, config.seed)
     except EmptyCorpus as error:
         return _no_corpus(context, error)
     return MaterializeResult(
         metadata={
             "status": "trained",
-            "path": MetadataValue.path(str(path)),
+            **_metadata(data_root, language, path.name),
             "articles": len(texts),
             "characters": sum(map(len, texts)),
             "vocab_size": config.vocab_size,
@@ -103,21 +109,23 @@ def kenlm_model(
     language = context.partition_key
     if config.released:
         return _released(config.released, data_root, language, "kenlm")
+    storage = data_root.storage()
     files = model_files(models_dir(data_root), language)
-    if not files.tokenizer.exists():
+    if not storage.exists(str(files.tokenizer)):
         return _no_corpus(context, EmptyCorpus(f"no lm_tokenizer for {language}"))
     texts = wikipedia_text(data_root, language)
+    tokenizer = storage.local_copy(str(files.tokenizer))
     try:
-        path = train_kenlm(texts, files.tokenizer, files.kenlm.parent, order=config.order)
+        with storage.local_directory(models_dir(data_root)) as local:
+            path = train_kenlm(texts, tokenizer, Path(local, language), order=config.order)
     except EmptyCorpus as error:
         return _no_corpus(context, error)
     return MaterializeResult(
         metadata={
             "status": "trained",
-            "path": MetadataValue.path(str(path)),
+            **_metadata(data_root, language, path.name),
             "tokenizer": MetadataValue.path(str(files.tokenizer)),
             "order": config.order,
             "articles": len(texts),
-            "bytes": path.stat().st_size,
         }
     )

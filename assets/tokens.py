@@ -91,6 +91,7 @@ def tokenizer(
     )
     context.log.info(f"tokenizer: vocabulary {trained.vocab_size} -> {trained.model_path}")
     fertility = trained.fertility
+    model = storage.read_bytes(trained.model_path)
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(trained.model_path),
@@ -102,9 +103,9 @@ def tokenizer(
             "training_parameters": MetadataValue.json(trained.params),
         },
         check_results=[
-            _check("digits_split", digits_split(trained.model_path)),
-            _check("unicode_round_trips", round_trips(trained.model_path)),
-            _check("special_ids", special_ids(trained.model_path)),
+            _check("digits_split", digits_split(model)),
+            _check("unicode_round_trips", round_trips(model)),
+            _check("special_ids", special_ids(model)),
         ],
     )
 

@@ -13,7 +13,6 @@ import json
 import os
 import posixpath
 import re
-import shutil
 from collections.abc import Sequence
 
 from dagster import (
@@ -30,12 +29,12 @@ from assets.launchers import Launch, TrainingLauncher
 from assets.resources import DataRoot
 from assets.stage_assets import asset_args
 from curation.core.figures import plt
+from curation.core.storage import Storage, cache_dir
 from curation.recipe import LOSS_DECREASED, step
 from training.config import TrainConfig
+from training.run_files import METRICS_FILE, RESULT_FILE
 
 POOL = "gpu"
-METRICS_FILE = "metrics.jsonl"
-RESULT_FILE = "result.json"
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one directory level, no "..", no "/"
 
 
@@ -61,21 +60,18 @@ def train_config(config: PretrainConfig, data_dir: str, output_dir: str) -> Trai
     return build(TrainConfig, config, data_dir=data_dir, output_dir=output_dir).resolve()
 
 
-def read_metrics(run_dir: str) -> list[dict]:
+def read_metrics(storage: Storage, run_dir: str) -> list[dict]:
     """The trainer's records, one per logged step (rank 0 keeps each step once on resume)."""
-    path = os.path.join(run_dir, METRICS_FILE)
-    if not os.path.exists(path):
+    path = posixpath.join(run_dir, METRICS_FILE)
+    if not storage.exists(path):
         return []
-    with open(path, encoding="utf-8") as stream:
-        return [json.loads(line) for line in stream if line.strip()]
+    lines = storage.read_bytes(path).decode().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
-def read_result(run_dir: str) -> dict:
-    path = os.path.join(run_dir, RESULT_FILE)
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as stream:
-        return json.load(stream)
+def read_result(storage: Storage, run_dir: str) -> dict:
+    path = posixpath.join(run_dir, RESULT_FILE)
+    return json.loads(storage.read_bytes(path)) if storage.exists(path) else {}
 
 
 def loss_decreased(records: Sequence[dict], window: int = 0) -> tuple[bool, dict]:
@@ -116,13 +112,21 @@ def _reported_metadata(launch: Launch) -> dict:
     return metadata
 
 
-def _fresh(run_dir: str) -> None:
+def _fresh(storage: Storage, run_dir: str) -> None:
     """Start the run over: its checkpoints, metrics and result go (its launches stay)."""
     for name in ("checkpoints", "tensorboard"):
-        shutil.rmtree(os.path.join(run_dir, name), ignore_errors=True)
+        storage.remove_tree(posixpath.join(run_dir, name))
     for name in (METRICS_FILE, RESULT_FILE):
-        if os.path.exists(os.path.join(run_dir, name)):
-            os.remove(os.path.join(run_dir, name))
+        storage.discard(posixpath.join(run_dir, name))
+
+
+def launch_dir(storage: Storage, run_dir: str, run_id: str) -> str:
+    """Where a launch keeps its config, command, logs and Pipes messages: in the run
+    directory on a disk; under this machine's cache when the run directory is on a store
+    (torchrun and the Pipes reader write files by name)."""
+    if storage.is_local:
+        return posixpath.join(run_dir, "launches", run_id)
+    return os.path.join(cache_dir(), "launches", run_id)
 
 
 @asset(**asset_args(step("pretrain")), pool=POOL, kinds={"pytorch"})
@@ -136,27 +140,23 @@ def pretrain(
     `training_launcher` resource (local torchrun, Slurm or Kubernetes). Rank 0 reports through
     Pipes; the loss curve, final loss, tokens seen, MFU and checkpoint are the metadata."""
     storage = data_root.storage()
-    if not storage.is_local:
-        raise ValueError(
-            "training reads shards by np.memmap: the data root must be a local or "
-            f"mounted filesystem, not {data_root.root!r}"
-        )
     run_name = config.run_name or config.model
     if not RUN_NAME.fullmatch(run_name):
         raise ValueError(f"run_name {run_name!r}: letters, digits, '.', '_' and '-' only")
     run_dir = posixpath.join(data_root.output("pretrain"), "runs", run_name)
     if config.restart:
-        _fresh(run_dir)
-    train = train_config(config, data_root.output("tokenized_shards"), run_dir)
+        _fresh(storage, run_dir)
+    shards = data_root.output("tokenized_shards")
+    train = train_config(config, storage.uri(shards), storage.uri(run_dir))
     launch = training_launcher.run(
         context,
         train.to_json(),
-        posixpath.join(run_dir, "launches", context.run.run_id),
+        launch_dir(storage, run_dir, context.run.run_id),
         nodes=config.nodes,
         nproc_per_node=config.nproc_per_node,
     )
-    records = read_metrics(run_dir)
-    result = read_result(run_dir)
+    records = read_metrics(storage, run_dir)
+    result = read_result(storage, run_dir)
     checkpoint = result.get("last_checkpoint")
     ok, details = loss_decreased(records)
     context.log.info(f"pretrain: {len(records)} records, final loss {result.get('final_loss')}")

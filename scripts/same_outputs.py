@@ -2,6 +2,10 @@
 
     python scripts/same_outputs.py BEFORE AFTER      # two data roots (each with stages/, ...)
 
+A root is a directory or a pyarrow URI (`s3://bucket/data`, with AWS_ENDPOINT_URL for a
+server of one's own): a run on an object store is compared with a local one the same way
+(`differences`, importable; tests/test_object_store_graph.py).
+
 Compares every file under `stages/`, `models/` and `card/` of the two roots: the same files,
 with the same bytes. What a run cannot reproduce is compared without it, and said here:
 - `code_version` in stage manifests (a refactor may bump it; nothing else may change);
@@ -23,21 +27,30 @@ import re
 import sys
 from pathlib import Path
 
+import pyarrow.fs as pafs
+
+from curation.core.storage import Storage
+
 ROOTS = ("stages", "models", "card")
-VOLATILE_DIRS = ("launches", "tensorboard")
+VOLATILE_DIRS = {"launches", "tensorboard"}
 TIMINGS = {"tokens_per_s", "mean_tokens_per_s"}
 UNSEEDED = {"python", "numpy"}
 SAVE_ID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def files(root: Path) -> dict[str, Path]:
+def files(root: str | Path) -> dict[str, str]:
+    """Relative name -> path in the root's filesystem of every compared file under `root`,
+    a local directory or a pyarrow URI (`s3://bucket/data`): runs on object stores are
+    compared with local ones the same way."""
+    storage = Storage(str(root))
     found = {}
     for top in ROOTS:
-        for path in sorted((root / top).rglob("*")):
-            relative = path.relative_to(root)
-            if path.is_file() and not set(relative.parts) & set(VOLATILE_DIRS):
-                found[relative.as_posix()] = path
-    return found
+        selector = pafs.FileSelector(storage.path(top), recursive=True, allow_not_found=True)
+        for info in storage.fs.get_file_info(selector):
+            relative = posixpath.relpath(info.path, storage.base)
+            if info.type == pafs.FileType.File and not set(relative.split("/")) & VOLATILE_DIRS:
+                found[relative] = info.path
+    return dict(sorted(found.items()))
 
 
 def _without(value, keys: set[str]):
@@ -62,20 +75,23 @@ def comparable(name: str, data: bytes):
     return data
 
 
-def differences(before: Path, after: Path) -> list[str]:
+def differences(before: str | Path, after: str | Path) -> list[str]:
+    """What differs between the outputs of two data roots (local paths or URIs), beyond what
+    a run cannot reproduce (`comparable`): files only in one, files whose content differs."""
     a, b = files(before), files(after)
+    read_a, read_b = Storage(str(before)).read_bytes, Storage(str(after)).read_bytes
     problems = [f"only in {before}: {name}" for name in sorted(a.keys() - b.keys())]
     problems += [f"only in {after}: {name}" for name in sorted(b.keys() - a.keys())]
     for name in sorted(a.keys() & b.keys()):
-        if comparable(name, a[name].read_bytes()) != comparable(name, b[name].read_bytes()):
+        if comparable(name, read_a(a[name])) != comparable(name, read_b(b[name])):
             problems.append(f"differs: {name}")
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("before", type=Path)
-    parser.add_argument("after", type=Path)
+    parser.add_argument("before", help="a data root: a directory or a URI (s3://bucket/data)")
+    parser.add_argument("after", help="the other data root")
     args = parser.parse_args(argv)
     problems = differences(args.before, args.after)
     compared = len(files(args.before))

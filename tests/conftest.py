@@ -1,5 +1,6 @@
 import os
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,29 @@ def sample_documents(sample_world, tmp_path_factory) -> Path:
     argv = ["stage", "cc_documents", "--crawl", "sample", "--input", str(wet), "--workers", "1"]
     assert main([*argv, "--output", str(output)]) == 0
     return output
+
+
+@pytest.fixture(scope="session")
+def s3_env() -> Iterator[dict[str, str]]:
+    """An S3 server for the session (tests/object_store.py), its settings in this process's
+    environment too, as a deployment would set them."""
+    from object_store import s3_server
+
+    with s3_server() as env, pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        yield env
+
+
+@pytest.fixture(scope="session")
+def materialized(sample_world, tmp_path_factory) -> tuple[Path, Path]:
+    """The sample graph (tests/sample_graph.py, what `make demo` runs before training) in a
+    fresh Dagster instance and local data root, made once: the end-to-end tests read it, and
+    the object-store run must match it byte for byte. (DAGSTER_HOME, the root's `stages/`.)"""
+    from sample_graph import graph_env, materialize_sample_graph
+
+    home = tmp_path_factory.mktemp("dagster_home")
+    root = tmp_path_factory.mktemp("data")
+    (root / "sample").symlink_to(sample_world)
+    materialize_sample_graph(graph_env(home, str(root)))
+    return home, root / "stages"

@@ -53,7 +53,7 @@ def test_sequences_are_overlapping_windows_of_the_stream(shards):
     full = stream.read(0, stream.n_tokens)
     dataset = SequenceDataset(stream, CONFIG)
     assert dataset.n_sequences == (stream.n_tokens - 1) // SEQ
-    assert len(stream.paths) > 10
+    assert len(stream.files.paths) > 10
     inputs, targets = dataset.batch(0)
     assert inputs.dtype == targets.dtype == torch.int64
     assert inputs.shape == targets.shape == (3, SEQ)

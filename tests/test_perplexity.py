@@ -43,6 +43,7 @@ from curation.core.documents import Document, documents_table
 from curation.core.executor import LocalExecutor
 from curation.core.runner import run_stage
 from curation.core.stage import ShardInput
+from curation.core.storage import Storage
 from curation.sources.wikipedia import iter_articles
 
 LLAMAPIPE = Path(sys.executable).parent / "llamapipe"
@@ -82,7 +83,7 @@ def test_models_are_written_where_the_stage_reads_them(models_dir):
     files = model_files(models_dir, "en")
     assert files.tokenizer.name == SP_MODEL_NAME and files.kenlm.name == KENLM_MODEL_NAME
     assert files.tokenizer.exists() and files.kenlm.exists()
-    assert available_languages(models_dir) == ["en"]
+    assert available_languages(Storage(models_dir), models_dir) == ["en"]
     assert sorted(p.name for p in files.kenlm.parent.iterdir()) == [KENLM_MODEL_NAME, SP_MODEL_NAME]
 
 
@@ -340,9 +341,11 @@ def test_ccnets_cutoff_csv_layout_gives_the_30th_and_60th_rows(tmp_path):
 
 
 def test_models_fingerprint_follows_model_contents(models_dir, tmp_path, en_articles):
-    assert models_fingerprint(models_dir, ["en"]) == models_fingerprint(models_dir, ["en"])
+    disk = Storage("/")
+    first = models_fingerprint(disk, models_dir, ["en"])
+    assert first == models_fingerprint(disk, models_dir, ["en"])
     other = train_language_model(en_articles[:30], tmp_path, "en", 300)
-    assert models_fingerprint(str(tmp_path), ["en"]) != models_fingerprint(models_dir, ["en"])
+    assert models_fingerprint(disk, str(tmp_path), ["en"]) != first
     assert other.kenlm.exists()
 
 

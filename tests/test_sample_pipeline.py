@@ -1,6 +1,8 @@
 """End to end: the real `dagster job execute` over the sample crawl, then what was planted.
 
-Slow (minutes on 2 cores); marked, and run in CI all the same.
+The run is the session fixture `materialized` (tests/conftest.py, tests/sample_graph.py),
+shared with the object-store run's comparison. Slow (minutes on 2 cores); marked, and run in
+CI all the same.
 """
 
 import json
@@ -13,7 +15,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
 from dagster import AssetKey, DagsterEventType, DagsterInstance
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,6 @@ STAGES = [
     "cc_wikiref",
     "commoncrawl",
 ]
-LM_LANGUAGES = ["en"]  # the crawl's kept language
 SOURCES = ["wikipedia", "github", "books", "arxiv", "stackexchange"]
 EXTRA_CHECKS = {
     ("cc_line_dedup", "planted_boilerplate_removed"),
@@ -58,45 +58,6 @@ def planted(sample: Path) -> list[dict]:
 def rows(partition: Path, dropped: bool = False) -> list[dict]:
     directory = partition / "_dropped" if dropped else partition
     return pq.read_table(directory).to_pylist()
-
-
-def execute(job: str, env: dict, partition: str | None = None, *options: str) -> None:
-    tags = ["--tags", json.dumps({"dagster/partition": partition})] if partition else []
-    command = [BIN / "dagster", "job", "execute", "-m", "pipelines.definitions", "-a", "defs"]
-    result = subprocess.run(
-        [*command, "-j", job, *tags, *options],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-
-
-@pytest.fixture(scope="module")
-def materialized(sample_world, tmp_path_factory):
-    """What `make demo` runs, in a fresh instance and data root: Wikipedia, the perplexity
-    models of the crawl's kept language (and one language without text), the crawl, the
-    corpus."""
-    home = tmp_path_factory.mktemp("dagster_home")
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    root = tmp_path_factory.mktemp("data")
-    (root / "sample").symlink_to(sample_world)
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "LLAMAPIPE_DATA_ROOT": str(root),
-        "LLAMAPIPE_SHARD_WORKERS": "2",
-    }
-    subprocess.run([BIN / "llamapipe", "crawls", "add", "sample"], env=env, check=True, timeout=120)
-    execute("reference", env)
-    execute("sources", env, None, "-c", "pipelines/sample/sources.yaml")
-    for language in [*LM_LANGUAGES, "bg"]:
-        execute("perplexity_models", env, language, "-c", "pipelines/sample/perplexity_models.yaml")
-    execute("crawl", env, "sample")
-    execute("corpus", env, None, "-c", "pipelines/sample/corpus.yaml")
-    return home, root / "stages"
 
 
 def test_every_stage_conserves_counts_and_its_checks_pass(materialized):

@@ -13,7 +13,12 @@ Commit protocol: every rank writes into `step-NNNNNNN.tmp/`; after a barrier ran
 temporary file and renamed, so it always names a complete checkpoint), then deletes all but
 the newest `keep` checkpoints. A crash at any point leaves `latest` on the previous complete
 checkpoint; a leftover `.tmp` directory is deleted by the next save. On several nodes,
-`output_dir` must be one shared filesystem.
+`output_dir` must be one shared filesystem, or an object store.
+
+On an object store (`output_dir` a URI such as `s3://bucket/run`; DCP writes through fsspec)
+no directory can be renamed, so the ranks write under the final name and `trainer.json`,
+written last, is what makes it a checkpoint; `latest` (one whole object) still moves only
+after it, so readers that follow `latest` see the same commits as on a disk.
 
 Model and optimizer go through `get_state_dict`/`set_state_dict`, so the same code saves a
 plain module and an FSDP-sharded one, and a checkpoint loads under another world size (DCP
@@ -29,6 +34,7 @@ import dataclasses
 import io
 import json
 import os
+import posixpath
 import random
 import shutil
 import warnings
@@ -44,8 +50,11 @@ from torch import nn
 from torch.distributed.checkpoint import DefaultLoadPlanner
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-from curation.tokens.tokenizer import MODEL_NAME
+from curation.core.storage import Storage
 from model import Llama, LlamaConfig
+from training.data import tokenizer_file
+
+Location = str | Path  # a path on this machine, or a store URI such as s3://bucket/run
 
 LATEST = "latest"
 TRAINER_FILE = "trainer.json"
@@ -83,14 +92,83 @@ def _quiet_single_process() -> Iterator[None]:
         yield
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write a small file so that readers see the old content or the new, never a part."""
+def _is_store(location: Location) -> bool:
+    return "://" in str(location)
+
+
+def _join(location: Location, *parts: str) -> Location:
+    """A path under `location`: a Path on this machine, a URI on a store."""
+    if _is_store(location):
+        return posixpath.join(str(location), *parts)
+    return Path(location, *parts)
+
+
+def _name(location: Location) -> str:
+    return posixpath.basename(str(location).rstrip("/"))
+
+
+def _storage(location: Location) -> tuple[Storage, str]:
+    storage = Storage(str(location))
+    return storage, storage.base
+
+
+def _is_file(location: Location) -> bool:
+    storage, path = _storage(location)
+    return storage.exists(path) and not storage.is_dir(path)
+
+
+def _read_text(location: Location) -> str | None:
+    """The file's text; None when there is no such file."""
+    storage, path = _storage(location)
+    return storage.read_bytes(path).decode() if _is_file(location) else None
+
+
+def _write_text(location: Location, text: str) -> None:
+    """Write a small file so that readers see the old content or the new, never a part: a
+    rename after fsync on a disk, one whole PUT on a store."""
+    if _is_store(location):
+        storage, path = _storage(location)
+        storage.write_bytes(path, text.encode())
+        return
+    path = Path(location)
     tmp = path.with_name(path.name + _TMP)
     with open(tmp, "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _remove_tree(location: Location) -> None:
+    storage, path = _storage(location)
+    storage.remove_tree(path)
+
+
+def _staging(final: Location) -> Location:
+    """Where a checkpoint is written before its commit: beside its final name on a disk (the
+    commit renames it); on a store, which cannot rename a directory, the final name itself,
+    which its trainer.json, written last, commits."""
+    if _is_store(final):
+        return final
+    return Path(final).with_name(_name(final) + _TMP)
+
+
+def _commit(root: Location, staging: Location, final: Location, trainer_state: dict) -> None:
+    """Rank 0's part of a save: trainer.json, the move into place, then `latest`."""
+    _write_text(_join(staging, TRAINER_FILE), json.dumps(trainer_state, indent=2))
+    if staging != final:
+        shutil.rmtree(final, ignore_errors=True)  # an uncommitted save of the same step
+        os.replace(staging, final)
+    _write_text(_join(root, LATEST), _name(final) + "\n")
+
+
+def committed_checkpoints(output_dir: Location) -> list[Location]:
+    """The run's complete checkpoints, oldest first."""
+    root = _join(output_dir, "checkpoints")
+    storage, path = _storage(root)
+    names = [_name(d) for d in storage.list_dirs(path)]
+    steps = [_join(root, n) for n in names if n.startswith("step-") and not n.endswith(_TMP)]
+    return [step for step in steps if _is_file(_join(step, TRAINER_FILE))]
 
 
 def rng_state() -> dict:
@@ -119,56 +197,55 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(tensor(state["cuda"]))
 
 
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
+def latest_checkpoint(output_dir: Location) -> Location | None:
     """The committed checkpoint `latest` names, or None for a fresh run."""
-    root = Path(output_dir) / "checkpoints"
-    pointer = root / LATEST
-    if not pointer.exists():
+    root = _join(output_dir, "checkpoints")
+    name = _read_text(_join(root, LATEST))
+    if name is None:
         return None
-    path = root / pointer.read_text().strip()
-    if not (path / TRAINER_FILE).is_file():
-        raise RuntimeError(f"{pointer} names {path}, which is not a complete checkpoint")
+    path = _join(root, name.strip())
+    if not _is_file(_join(path, TRAINER_FILE)):
+        raise RuntimeError(
+            f"{_join(root, LATEST)} names {path}, which is not a complete checkpoint"
+        )
     return path
 
 
 def save_checkpoint(
-    output_dir: str | Path,
+    output_dir: Location,
     step: int,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     trainer_state: dict,
     keep: int,
-) -> Path:
+) -> Location:
     """Save and commit a checkpoint of `step` (collective: every rank calls it)."""
-    root = Path(output_dir) / "checkpoints"
-    final = root / checkpoint_name(step)
-    tmp = final.with_name(final.name + _TMP)
+    root = _join(output_dir, "checkpoints")
+    final = _join(root, checkpoint_name(step))
+    staging = _staging(final)
     if _rank() == 0:
-        root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)  # left by a save that was killed
+        storage, path = _storage(root)
+        storage.makedirs(path)
+        _remove_tree(staging)  # left by a save that was killed
     _barrier()
     model_state, optim_state = get_state_dict(model, optimizer)
     with _quiet_single_process():
         dcp.save(
             {"model": model_state, "optimizer": optim_state},
-            checkpoint_id=tmp,
+            checkpoint_id=staging,
             no_dist=not dist.is_initialized(),
         )
-    _write_atomic(tmp / f"rng-rank{_rank():05d}.json", json.dumps(rng_state()))
+    _write_text(_join(staging, f"rng-rank{_rank():05d}.json"), json.dumps(rng_state()))
     _barrier()
     if _rank() == 0:
-        _write_atomic(tmp / TRAINER_FILE, json.dumps(trainer_state, indent=2))
-        shutil.rmtree(final, ignore_errors=True)  # an uncommitted save of the same step
-        os.replace(tmp, final)
-        _write_atomic(root / LATEST, final.name + "\n")
-        committed = sorted(p for p in root.glob("step-*") if not p.name.endswith(_TMP))
-        for old in committed[:-keep]:
-            shutil.rmtree(old)
+        _commit(root, staging, final, trainer_state)
+        for old in committed_checkpoints(output_dir)[:-keep]:
+            _remove_tree(old)
     _barrier()
     return final
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+def load_checkpoint(path: Location, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Load model and optimizer state in place (collective); return the trainer state. The RNG
     state of this rank is restored when the checkpoint has one for it (same world size)."""
     model_state, optim_state = get_state_dict(model, optimizer)
@@ -183,16 +260,16 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     set_state_dict(
         model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"]
     )
-    rng_file = path / f"rng-rank{_rank():05d}.json"
-    if rng_file.is_file():
-        set_rng_state(json.loads(rng_file.read_text()))
-    return json.loads((path / TRAINER_FILE).read_text())
+    rng = _read_text(_join(path, f"rng-rank{_rank():05d}.json"))
+    if rng is not None:
+        set_rng_state(json.loads(rng))
+    return json.loads(_read_text(_join(path, TRAINER_FILE)))
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
+def resolve_checkpoint(path: Location) -> Location:
     """A checkpoint directory as given, or the one a run's output directory names `latest`."""
-    path = Path(path)
-    if (path / TRAINER_FILE).is_file():
+    path = path if _is_store(path) else Path(path)
+    if _is_file(_join(path, TRAINER_FILE)):
         return path
     latest = latest_checkpoint(path)
     if latest is None:
@@ -202,8 +279,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def tokenizer_of(trainer_state: dict) -> str:
     """The tokenizer a checkpoint's tokens were made with: the copy `tokenized_shards` keeps
-    in the run's data directory."""
-    return os.path.join(trainer_state["config"]["data_dir"], MODEL_NAME)
+    in the run's data directory (as a local file)."""
+    return tokenizer_file(trainer_state["config"]["data_dir"])
 
 
 def load_model(path: str | Path) -> tuple[Llama, dict]:
@@ -211,7 +288,7 @@ def load_model(path: str | Path) -> tuple[Llama, dict]:
     evaluation and generation need. One process reads a checkpoint of any world size (DCP
     reshards); the trainer state (configs, step) comes with it."""
     checkpoint = resolve_checkpoint(path)
-    trainer = json.loads((checkpoint / TRAINER_FILE).read_text())
+    trainer = json.loads(_read_text(_join(checkpoint, TRAINER_FILE)))
     model = Llama(LlamaConfig(**trainer["model_config"]))
     state = {"model": model.state_dict()}
     with _quiet_single_process():
@@ -220,18 +297,15 @@ def load_model(path: str | Path) -> tuple[Llama, dict]:
     return model, trainer
 
 
-def save_model(model: Llama, output_dir: str | Path, trainer_state: dict) -> Path:
+def save_model(model: Llama, output_dir: Location, trainer_state: dict) -> Location:
     """A model-only checkpoint at step 0 under `output_dir` (e.g. weights imported from HF):
     `load_model`, export and generation read it; training from it starts a fresh optimizer."""
-    root = Path(output_dir) / "checkpoints"
-    final = root / checkpoint_name(0)
-    tmp = final.with_name(final.name + _TMP)
-    shutil.rmtree(tmp, ignore_errors=True)
+    root = _join(output_dir, "checkpoints")
+    final = _join(root, checkpoint_name(0))
+    staging = _staging(final)
+    _remove_tree(staging)
     with _quiet_single_process():
-        dcp.save({"model": model.state_dict()}, checkpoint_id=tmp, no_dist=True)
+        dcp.save({"model": model.state_dict()}, checkpoint_id=staging, no_dist=True)
     state = {**trainer_state, "model_config": dataclasses.asdict(model.config)}
-    _write_atomic(tmp / TRAINER_FILE, json.dumps(state, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    _write_atomic(root / LATEST, final.name + "\n")
+    _commit(root, staging, final, state)
     return final

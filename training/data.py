@@ -34,14 +34,15 @@ state also records seed, sequence geometry and the split's sequence count, and
 `load_state_dict` refuses a state made for different data or geometry, which would silently
 repeat or skip data.
 
-Sharded files must be on a local or mounted filesystem (np.memmap).
+Where. The shards are memory-mapped from a local or mounted filesystem, or read by range
+from an object store with read-ahead (`training.shard_files`); the batches are the same.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
+import posixpath
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,8 +54,11 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from curation.core.manifest import MANIFEST_NAME
 from curation.core.storage import Storage
 from curation.tokens.shards_manifest import TokenShardsManifest, read_shards_manifest
+from curation.tokens.tokenizer import MODEL_NAME
+from training.shard_files import MappedShards, Range, StoreShards
 
 BIN_SUFFIX = ".bin"
+READAHEAD_BATCHES = 4  # a worker's batches whose tokens are requested before they are needed
 _ROUNDS = 6
 
 
@@ -78,45 +82,48 @@ class LoaderConfig:
 
 
 def shards_manifest(directory: str) -> TokenShardsManifest:
-    """The manifest of the tokenized_shards output `directory` (local or mounted)."""
-    manifest = read_shards_manifest(Storage("/"), os.path.abspath(directory))
+    """The manifest of the tokenized_shards output `directory`: a local path or a store URI."""
+    storage = Storage(directory)
+    manifest = read_shards_manifest(storage, storage.base)
     if manifest is None:
         raise FileNotFoundError(
-            f"{os.path.join(directory, MANIFEST_NAME)} not found: "
+            f"{posixpath.join(directory, MANIFEST_NAME)} not found: "
             "data_dir must be a tokenized_shards output"
         )
     return manifest
 
 
-class TokenStream:
-    """One split of a tokenized-shards directory as a single memory-mapped token array.
+def tokenizer_file(directory: str) -> str:
+    """The SentencePiece model `tokenized_shards` keeps beside its shards, as a file on this
+    machine (fetched into the cache from a store) for SentencePiece to open."""
+    storage = Storage(directory)
+    return storage.local_copy(storage.path(MODEL_NAME))
 
-    The memory maps are opened lazily in the process that reads (each DataLoader worker opens
-    its own) and are not pickled. Shards written before documents were framed `<s> ids </s>`
-    (their manifest's format has no `bos_id`) are refused: they would train another
-    convention than the one evaluation and generation use."""
+
+class TokenStream:
+    """One split of a tokenized-shards directory (a local path or a store URI) as a single
+    token array, read through `training.shard_files`.
+
+    Shards written before documents were framed `<s> ids </s>` (their manifest's format has
+    no `bos_id`) are refused: they would train another convention than the one evaluation and
+    generation use."""
 
     def __init__(self, directory: str, split: str = "train"):
         manifest = shards_manifest(directory)  # refuses shards without the framing
         self.bos_id, self.eos_id = manifest.format.bos_id, manifest.format.eos_id
         shards = manifest.splits[split].shards
-        self.dtype = manifest.format.numpy_dtype
-        self.paths = [os.path.join(directory, split, s.name + BIN_SUFFIX) for s in shards]
+        storage = Storage(directory)
+        paths = [storage.path(split, s.name + BIN_SUFFIX) for s in shards]
+        dtype = manifest.format.numpy_dtype
+        self.files = (
+            MappedShards(paths, dtype) if storage.is_local else StoreShards(storage, paths, dtype)
+        )
         sizes = np.array([s.tokens for s in shards], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(sizes)])
         self.n_tokens = int(self.starts[-1])
-        self._maps: list[np.memmap] | None = None
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_maps": None}
-
-    def _shard(self, index: int) -> np.memmap:
-        if self._maps is None:
-            self._maps = [np.memmap(p, dtype=self.dtype, mode="r") for p in self.paths]
-        return self._maps[index]
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Tokens [start, stop) of the stream, across shard boundaries."""
+    def ranges(self, start: int, stop: int) -> list[Range]:
+        """Tokens [start, stop) of the stream as (shard, first, end) pieces, in order."""
         if not 0 <= start <= stop <= self.n_tokens:
             raise IndexError(f"[{start}, {stop}) outside a stream of {self.n_tokens} tokens")
         first = int(np.searchsorted(self.starts, start, side="right")) - 1
@@ -124,10 +131,19 @@ class TokenStream:
         while pos < stop:
             local = pos - int(self.starts[first])
             take = min(stop, int(self.starts[first + 1])) - pos
-            pieces.append(self._shard(first)[local : local + take])
+            pieces.append((first, local, local + take))
             pos += take
             first += 1
+        return pieces
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Tokens [start, stop) of the stream, across shard boundaries."""
+        pieces = [self.files.read(*piece) for piece in self.ranges(start, stop)]
         return np.concatenate(pieces) if len(pieces) != 1 else np.array(pieces[0])
+
+    def prefetch(self, start: int, stop: int) -> None:
+        """Tokens [start, stop) will be read soon."""
+        self.files.prefetch(self.ranges(start, stop))
 
 
 def _blake64(*parts: int) -> int:
@@ -209,13 +225,14 @@ class SequenceDataset(IterableDataset):
             self._permutations = {epoch: Permutation(self.n_sequences, self.config.seed, epoch)}
         return self._permutations[epoch]
 
+    def windows(self, step: int) -> list[tuple[int, int]]:
+        """The token windows [start, stop) of the batch at local step `step`."""
+        seq_len = self.config.seq_len
+        return [(i * seq_len, (i + 1) * seq_len + 1) for i in self.sequence_indices(step).tolist()]
+
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets), int64 of shape (batch_size, seq_len)."""
-        seq_len = self.config.seq_len
-        rows = [
-            self.stream.read(i * seq_len, (i + 1) * seq_len + 1)
-            for i in self.sequence_indices(step).tolist()
-        ]
+        rows = [self.stream.read(start, stop) for start, stop in self.windows(step)]
         tokens = torch.from_numpy(np.stack(rows).astype(np.int64))
         return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
@@ -227,10 +244,17 @@ class SequenceDataset(IterableDataset):
             # trainer before its preemption checkpoint. Workers still exit with their parent.
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        for ahead in range(READAHEAD_BATCHES):
+            self._prefetch(worker + ahead * workers)
         step = worker
         while True:
+            self._prefetch(step + READAHEAD_BATCHES * workers)
             yield self.batch(step)
             step += workers
+
+    def _prefetch(self, step: int) -> None:
+        for start, stop in self.windows(step):
+            self.stream.prefetch(start, stop)
 
 
 def num_sequences(n_tokens: int, config: LoaderConfig) -> int:

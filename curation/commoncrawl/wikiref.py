@@ -313,7 +313,8 @@ class WikiRefFilter(Stage):
     def process(self, shard: ShardInput, storage: Storage) -> ShardOutput:
         table = read_shard(self, shard, storage)
         lines = [classifier_line(t) for t in table.column("text").to_pylist()]
-        model = load_classifier(storage.path(self.model), self.config()["model_sha256"])
+        model_file = storage.local_copy(storage.path(self.model))
+        model = load_classifier(model_file, self.config()["model_sha256"])
         probs = positive_probabilities(model, lines)
         table = table.append_column(WIKI_PROB_FIELD, pa.array(probs, pa.float32()))
         keep = pc.greater_equal(table.column(WIKI_PROB_FIELD.name), self.threshold)

@@ -239,7 +239,9 @@ def publish(storage: Storage, staging: str, output: str, last: str = MANIFEST_NA
 
     A crash between the two moves leaves no output (and the previous one under `.old`), never
     a partially written one. Stores without directory rename copy, the file `last` (the
-    commit marker readers look for) after all others.
+    commit marker readers look for) after all others; and the previous output loses its
+    `last` before any other file, since a prefix is deleted object by object (in batches sent
+    concurrently), so a reader or a crash never meets its marker without all its files.
     """
     old = staging_path(output, "old")
     storage.remove_tree(old)
@@ -248,6 +250,8 @@ def publish(storage: Storage, staging: str, output: str, last: str = MANIFEST_NA
             storage.fs.move(output, old)
         storage.fs.move(staging, output)
     else:
+        if storage.exists(posixpath.join(output, last)):
+            storage.fs.delete_file(posixpath.join(output, last))
         storage.remove_tree(output)
         storage.copy_tree(staging, output, last=last)
         storage.remove_tree(staging)

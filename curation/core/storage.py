@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -19,6 +21,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 _CHUNK = 1 << 20
+CACHE_ENV = "LLAMAPIPE_CACHE"
+
+
+def cache_dir() -> str:
+    """This machine's cache of objects fetched from a store: `$LLAMAPIPE_CACHE`, else
+    `~/.cache/llamapipe`."""
+    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "llamapipe")
 
 
 class OutputWriteError(OSError):
@@ -80,6 +89,14 @@ class Storage:
     def path(self, *parts: str) -> str:
         return posixpath.join(self.base, *parts)
 
+    def uri(self, path: str) -> str:
+        """`path` (in this storage) as a location other processes open on their own: the
+        path itself on a local root, `scheme://path` on a store (the trainer's data and
+        output directories)."""
+        if "://" not in self.root:
+            return path
+        return f"{self.root.split('://', 1)[0]}://{path}"
+
     def exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound
 
@@ -140,9 +157,63 @@ class Storage:
             self.makedirs(posixpath.dirname(dest))
             self.fs.copy_file(path, dest)
 
-    def sha256(self, path: str) -> str:
-        digest = hashlib.sha256()
+    def chunks(self, path: str) -> Iterator[bytes]:
+        """The file's bytes, a megabyte at a time: for hashing files of any size."""
         with self.fs.open_input_stream(path, compression=None) as f:
             while chunk := f.read(_CHUNK):
-                digest.update(chunk)
+                yield chunk
+
+    def sha256(self, path: str) -> str:
+        digest = hashlib.sha256()
+        for chunk in self.chunks(path):
+            digest.update(chunk)
         return digest.hexdigest()
+
+    def local_copy(self, path: str) -> str:
+        """A file on this machine's disk with the content of `path`, for native libraries
+        (KenLM, fastText, SentencePiece) that open files by name: the file itself on a local
+        root. From an object store it is fetched once into the cache, under a key made of the
+        object's location, size and modification time, so a replaced object is fetched again
+        and concurrent readers on one machine share one copy (each fetch lands by rename).
+        Stores keep modification times to the second: an object replaced by one of the same
+        size within the second it was written is taken for the old one."""
+        if self.is_local:
+            return path
+        info = self.fs.get_file_info(path)
+        if info.type != pafs.FileType.File:
+            raise FileNotFoundError(f"no file {self.fs.type_name}://{path}")
+        key = f"{self.fs.type_name}://{path}\0{info.size}\0{info.mtime_ns}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        target = os.path.join(cache_dir(), "objects", digest, posixpath.basename(path))
+        if not os.path.exists(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = f"{target}.tmp-{os.getpid()}"
+            with self.fs.open_input_stream(path, compression=None) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+            os.replace(tmp, target)
+        return target
+
+    @contextmanager
+    def local_directory(self, path: str) -> Iterator[str]:
+        """A directory on this machine's disk whose files end up under `path`, for native
+        tools that write files by name (lmplz, fastText, SentencePiece): `path` itself on a
+        local root; for an object store a temporary directory, uploaded file by file (each
+        object appears whole) when the block exits without an error."""
+        if self.is_local:
+            self.makedirs(path)
+            yield path
+            return
+        with tempfile.TemporaryDirectory(prefix="llamapipe-upload-") as local:
+            yield local
+            self.upload(local, path)
+
+    def upload(self, local: str, path: str) -> None:
+        """Copy a local file, or every file under a local directory, to `path`: each object
+        appears whole, and files already under `path` that `local` lacks stay."""
+        with writing(path):
+            pafs.copy_files(
+                local,
+                path,
+                source_filesystem=pafs.LocalFileSystem(),
+                destination_filesystem=self.fs,
+            )

@@ -415,7 +415,8 @@ class StackExchangeClean(Stage):
             try:
                 batch = list(islice(records, _BATCH_RECORDS))
             except MalformedDump as exc:
-                batch = [(_malformed_xml_document(site, shard.path, str(exc)), "malformed_xml")]
+                file = posixpath.join(shard.name, POSTS_FILE)  # as the root sees it, wherever it is
+                batch = [(_malformed_xml_document(site, file, str(exc)), "malformed_xml")]
             while True:  # at least one batch: an empty site still reports its histograms
                 yield self._output(site, batch)
                 batch = list(islice(records, _BATCH_RECORDS))

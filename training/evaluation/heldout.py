@@ -39,9 +39,8 @@ from curation.core.inputs import contract_parts
 from curation.core.storage import Storage
 from curation.tokens.inputs import read_stream
 from curation.tokens.shards import iter_documents
-from curation.tokens.tokenizer import MODEL_NAME
 from model.llama import Llama
-from training.data import TokenStream
+from training.data import TokenStream, tokenizer_file
 
 VALIDATION = "validation"
 IGNORE = -100  # a target that is not scored (F.cross_entropy's ignore_index)
@@ -143,7 +142,7 @@ def heldout_metrics(
     """
     data_dir = os.fspath(data_dir)
     seq_len = seq_len or model.config.max_seq_len
-    sp = spm.SentencePieceProcessor(model_file=os.path.join(data_dir, MODEL_NAME))
+    sp = spm.SentencePieceProcessor(model_file=tokenizer_file(data_dir))
     stream = TokenStream(data_dir, VALIDATION)
     was_training = model.training
     model.eval()
@@ -231,6 +230,13 @@ def validation_sources(
                     yield source
 
 
+def located(locations: Sequence[str]) -> tuple[Storage, list[str]]:
+    """Paths on this machine, or URIs of one store, as one storage and the paths in it."""
+    if not any("://" in location for location in locations):
+        return Storage("."), [os.path.abspath(location) for location in locations]
+    return Storage(locations[0]), [Storage(location).base for location in locations]
+
+
 def labelled_validation_documents(
     data_dir: str | os.PathLike,
     mixture_parts: Sequence[str],
@@ -239,13 +245,14 @@ def labelled_validation_documents(
     """(corpus, token ids) per validation document of `data_dir`, the corpus read from the
     mixture parts the shards were made from (`mixture_parts`: part files or a partition
     directory, as given to tokenized_shards). A count mismatch (the wrong mixture) raises."""
-    storage = storage or Storage(".")
-    path = os.path.abspath(os.fspath(data_dir))
-    sources = validation_sources(
-        [p if "://" in p else os.path.abspath(p) for p in map(os.fspath, mixture_parts)], storage
-    )
+    parts = list(map(os.fspath, mixture_parts))
+    if storage is None:
+        storage, parts = located(parts)
+    shards = Storage(os.fspath(data_dir))
+    path = shards.base
+    sources = validation_sources(parts, storage)
     try:
-        yield from zip(sources, iter_documents(storage, path, VALIDATION), strict=True)
+        yield from zip(sources, iter_documents(shards, path, VALIDATION), strict=True)
     except ValueError as exc:
         raise ValueError(
             f"the mixture's validation rows do not match the documents of {path}: {exc}"

@@ -85,7 +85,8 @@ def evaluate_run(
     untrained = _untrained(model, config.seed).to(config.torch_device)
     untrained_dir = work / "untrained"
     save_model(untrained, untrained_dir, {"state": {"step": 0}, "config": {"data_dir": data_dir}})
-    texts = decode_documents(Storage("/"), os.path.abspath(data_dir), "validation")
+    shards = Storage(data_dir)
+    texts = decode_documents(shards, shards.base, "validation")
     tasks_dir = write_offline_tasks(texts, work / "tasks", seed=config.seed)
 
     report = {"step": state["state"]["step"], "models": {}}

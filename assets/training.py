@@ -169,6 +169,12 @@ def pretrain(
             "mfu": result.get("mfu"),
             "tokens_per_s": result.get("mean_tokens_per_s"),
             "steps": result.get("steps"),
+            # What this launch consumed, by the paper's method (training/planning/usage.py).
+            "accelerator_hours": result.get("accelerator_hours"),
+            "energy_kwh": result.get("energy_kwh"),
+            "tco2eq": result.get("tco2eq"),
+            "power_w": result.get("power_w"),
+            "power_source": result.get("power_source"),
             "checkpoint": MetadataValue.path(checkpoint) if checkpoint else None,
             "loss_curve": plots.save_png(
                 loss_figure(records, f"pretrain: {train.model}"), storage, run_dir, "loss"

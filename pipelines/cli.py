@@ -156,6 +156,107 @@ def cmd_train(args: argparse.Namespace) -> int:
     return train_main(["--config", args.config])
 
 
+def _add_plan_parsers(commands: argparse._SubParsersAction) -> None:
+    """`llamapipe plan memory|run|table15`: sizing a run before it starts (training/planning/)."""
+    plan = commands.add_parser("plan", help="memory, compute and carbon of a run, before it")
+    plans = plan.add_subparsers(dest="plan_command", required=True)
+
+    def csv_ints(text: str) -> list[int]:
+        return [int(v) for v in text.split(",") if v.strip()]
+
+    memory = plans.add_parser("memory", help="bytes per GPU; whether each Table 2 model fits")
+    memory.add_argument("--model", default="65B", help="a model preset (default 65B)")
+    memory.add_argument("--mesh", default="dp=256,tp=8", help="e.g. dp=256,tp=8 (FSDP x TP)")
+    memory.add_argument("--gpu", default="a100-80gb", help="a100-40gb a100-80gb h100-80gb h200")
+    memory.add_argument("--ac", default="selective", choices=["off", "selective", "full"])
+    memory.add_argument("--seq-len", type=csv_ints, default=[2048], help="comma-separated")
+    memory.add_argument("--micro-batch", type=csv_ints, default=[1, 2, 4, 8])
+    memory.add_argument("--eager", action="store_true", help="blocks not compiled")
+    memory.set_defaults(func=cmd_plan_memory)
+
+    run = plans.add_parser("run", help="steps, FLOPs, GPU-hours, days, energy, tCO2eq")
+    run.add_argument("--model", default="65B")
+    run.add_argument("--tokens", default="", help="e.g. 1.4T (default: the model's Table 2)")
+    run.add_argument("--gpus", type=int, default=2048)
+    run.add_argument("--gpu", default="a100-80gb")
+    run.add_argument(
+        "--tokens-per-gpu-second", type=float, default=None,
+        help="default: this project's benchmark of the GPU and model, where there is one",
+    )  # fmt: skip
+    run.add_argument("--seq-len", type=int, default=2048)
+    run.add_argument("--batch-tokens", default="4194304", help="tokens per step (4M)")
+    _add_carbon_options(run)
+    run.set_defaults(func=cmd_plan_run)
+
+    table15 = plans.add_parser("table15", help="the paper's Table 15 by its own method")
+    _add_carbon_options(table15)
+    table15.set_defaults(func=cmd_plan_table15)
+
+
+def _add_carbon_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--power-w", type=float, default=None, help="default: the GPU's rated")
+    parser.add_argument("--pue", type=float, default=1.1)
+    parser.add_argument("--kg-co2-per-kwh", type=float, default=0.385)
+
+
+def cmd_plan_memory(args: argparse.Namespace) -> int:
+    from training.planning.memory import NOTES, MemorySpec, Mesh, render_breakdown, render_fits
+
+    try:
+        spec = MemorySpec.preset(
+            args.model,
+            mesh=Mesh.parse(args.mesh),
+            gpu=args.gpu,
+            seq_len=args.seq_len[0],
+            ac=args.ac,
+            compiled=not args.eager,
+        )
+        print(render_breakdown(spec, args.micro_batch, args.seq_len))
+        print()
+        print(f"Table 2 models, {args.ac} AC, each at its recipe's micro-batch:")
+        print(render_fits(spec))
+    except (KeyError, ValueError) as exc:
+        print(f"llamapipe: error: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(NOTES)
+    return 0
+
+
+def cmd_plan_run(args: argparse.Namespace) -> int:
+    from training.config import RECIPES
+    from training.planning.compute import NoThroughput, RunSpec, plan_run, render_run_plan
+    from training.planning.tables import parse_count
+
+    try:
+        spec = RunSpec(
+            model=args.model,
+            tokens=parse_count(args.tokens) if args.tokens else RECIPES[args.model].tokens,
+            gpus=args.gpus,
+            gpu=args.gpu,
+            tokens_per_gpu_s=args.tokens_per_gpu_second,
+            seq_len=args.seq_len,
+            batch_tokens=parse_count(args.batch_tokens),
+            power_w=args.power_w,
+            pue=args.pue,
+            kg_co2_per_kwh=args.kg_co2_per_kwh,
+        )
+        print(render_run_plan(plan_run(spec)))
+    except (KeyError, ValueError, NoThroughput) as exc:
+        print(f"llamapipe: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_plan_table15(args: argparse.Namespace) -> int:
+    from training.planning.carbon import CarbonMethod
+    from training.planning.compute import render_table15
+
+    power = 400.0 if args.power_w is None else args.power_w
+    print(render_table15(CarbonMethod(power, args.pue, args.kg_co2_per_kwh)))
+    return 0
+
+
 def _tokenizer_of(trainer_state: dict, given: str) -> str:
     """The tokenizer given, or the one a checkpoint's tokens were made with."""
     from training.checkpoint import tokenizer_of
@@ -659,6 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="pre-train a LLaMA (one process; see torchrun)")
     train.add_argument("--config", required=True, help="a TrainConfig JSON file")
     train.set_defaults(func=cmd_train)
+    _add_plan_parsers(commands)
 
     export = commands.add_parser("export-hf", help="a checkpoint as a Hugging Face directory")
     export.add_argument("--checkpoint", required=True, help="a checkpoint or a run directory")

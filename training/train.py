@@ -46,7 +46,9 @@ Output directory: checkpoints/ (see training/checkpoint.py), metrics.jsonl and t
 (training/metrics.py), and result.json, written by rank 0 when the process ends its run:
 status (completed | preempted | diverged), steps, final_loss (of the last applied step),
 tokens_seen, mean_tokens_per_s and mfu (this process's steps after its first, which carries
-compilation), skipped_steps, last_checkpoint, world_size, model, output_dir, error.
+compilation), skipped_steps, last_checkpoint, world_size, model, output_dir, error, and what
+the launch consumed (training/planning/usage.py): accelerator_hours, energy_kwh, tco2eq,
+power_w with its power_source (NVML or nominal), pue, kg_co2_per_kwh.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ from training.data import LoaderConfig, TokenLoader, shards_manifest
 from training.metrics import MetricsLogger, mfu, peak_flops
 from training.optim import build_optimizer, build_scheduler
 from training.parallelize import apply_ac, apply_compile, apply_fsdp
+from training.planning.usage import UsageMeter
 from training.run_files import RunFiles
 
 if TYPE_CHECKING:
@@ -263,6 +266,7 @@ class Trainer:
         self.flops_per_token = self.model_config.flops_per_token(config.seq_len)
         self.peak = peak_flops(runtime.device)
         self.session = Meter()  # throughput of this process's steps after its first
+        self.usage = UsageMeter.start(runtime.device, runtime.world_size)  # GPU-hours, energy
 
     def _resume(self, path: Location) -> None:
         saved = load_checkpoint(path, self.model, self.optimizer)
@@ -360,6 +364,7 @@ class Trainer:
             "model": self.config.model,
             "output_dir": str(self.output),
             "error": error,
+            **self.usage.report(),  # accelerator_hours, energy_kwh, tco2eq, power and its source
         }
 
     def run(self) -> dict:

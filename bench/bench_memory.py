@@ -229,7 +229,9 @@ def run_clusters(edge_files: tuple[str, ...], max_rows: int) -> None:
 
 def edge_rows(edge_files: tuple[str, ...]) -> int:
     """Both directions of every edge: the rows the cluster step's partitions gather."""
-    return 2 * sum(int(np.load(path, mmap_mode="r").shape[0]) for path in edge_files)
+    return 2 * sum(
+        int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0]) for path in edge_files
+    )
 
 
 # --- the measure ------------------------------------------------------------------------------

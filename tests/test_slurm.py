@@ -26,6 +26,7 @@ import pytest
 from conftest import REPO, require
 from crawl_stages import differing, materialized_crawl_stages
 from dagster import DagsterInstance, materialize
+from object_store import new_bucket
 from slurm_tasks import die_once
 from test_pretrain_asset import TRAIN, build_shards
 
@@ -317,11 +318,16 @@ def test_a_task_that_left_no_result_is_resubmitted_once(slurm, tmp_path, monkeyp
         list(strict.map_unordered(partial(die_once, markers), [1, 2]))
 
 
-def test_crawl_stages_materialized_on_slurm_equal_the_process_pool(slurm, sample_world, tmp_path):
-    """Through Dagster, as a deployment runs them: the shard executor resource set to Slurm
-    writes byte for byte what the process pool writes."""
+def test_crawl_stages_materialized_on_slurm_equal_the_process_pool(
+    slurm, sample_world, tmp_path, s3_env
+):
+    """Through Dagster, as a cluster deployment runs them: the shard executor resource set to
+    Slurm and the data root on an object store (tests/object_store.py; the array tasks read
+    and write it with the driver's environment, which sbatch exports) write byte for byte
+    what the process pool writes on a disk."""
     on_slurm = ShardExecutorResource(kind="slurm", slurm_workdir=str(tmp_path / "slurm-work"))
-    slurm_files = materialized_crawl_stages(sample_world, tmp_path / "slurm", on_slurm)
+    store = f"s3://{new_bucket(s3_env)}/data"
+    slurm_files = materialized_crawl_stages(sample_world, store, on_slurm)
     local = ShardExecutorResource(kind="local", workers=2)
     local_files = materialized_crawl_stages(sample_world, tmp_path / "local", local)
     assert len(local_files) >= 3 * 8

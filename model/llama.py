@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.config import LlamaConfig
+from model.init import canonical_name, init_normal_
 
 
 class RMSNorm(nn.Module):
@@ -182,27 +183,37 @@ class Llama(nn.Module):
     weights 1. The paper does not state its scheme; this one is simple, depth-aware and known to
     train stably at these widths. It runs in place, so a model built on the meta device can be
     materialized (`to_empty`), sharded or not, and initialized afterwards.
+
+    The draws come from `model.init`: each parameter's values are a function of (seed, parameter
+    name, row block) only, so a model sharded over any mesh (each rank filling its own rows) gets
+    bit for bit the weights of `Llama(config, seed=seed)`, and no rank holds more than its shard.
+    `seed=None` takes the seed `torch.manual_seed` last set (`torch.initial_seed()`), so code
+    that seeds torch globally keeps its determinism; the trainer passes its seed explicitly.
     """
 
-    def __init__(self, config: LlamaConfig) -> None:
+    def __init__(self, config: LlamaConfig, seed: int | None = None) -> None:
         super().__init__()
         self.config = config
         self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)
         self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
-        self.init_weights()
+        self.init_weights(seed=seed)
 
     @torch.no_grad()
-    def init_weights(self, std: float = 0.02) -> None:
-        """(Re-)initialize every parameter as described in the class docstring."""
+    def init_weights(self, std: float = 0.02, seed: int | None = None) -> None:
+        """(Re-)initialize every parameter as described in the class docstring: in place, each
+        process only its own rows of sharded (DTensor) parameters; meta parameters are skipped."""
+        seed = torch.initial_seed() if seed is None else seed
         residual_std = std / math.sqrt(2 * self.config.n_layers)
         for name, module in self.named_modules():
             if isinstance(module, RMSNorm):
                 module.weight.fill_(1.0)
             elif isinstance(module, nn.Linear | nn.Embedding):
+                name = canonical_name(name)
                 writes_residual = name.endswith(("attention.wo", "feed_forward.w2"))
-                module.weight.normal_(0.0, residual_std if writes_residual else std)
+                scale = residual_std if writes_residual else std
+                init_normal_(module.weight, f"{name}.weight", seed, scale)
 
     def forward(self, tokens: Tensor, cache: KVCache | None = None, start_pos: int = 0) -> Tensor:
         """Logits (batch, t, vocab) for tokens (batch, t) at positions start_pos .. start_pos+t-1.

@@ -90,8 +90,10 @@ def test_import_then_generate_continues_the_prompt(run_dir):
         "--max-new-tokens",
         "12",
     )
-    assert out.stdout.startswith("the") and len(out.stdout.strip()) > len("the")
-    assert "tokens/s" in out.stderr
+    # 12 tokens follow the prompt; after 8 steps they may be whitespace (greedy picks the most
+    # frequent piece), which depends on the initial weights, so only their presence is checked.
+    assert out.stdout.startswith("the") and len(out.stdout.rstrip("\n")) > len("the")
+    assert "[12 tokens" in out.stderr and "tokens/s" in out.stderr
     batch = llamapipe(
         "generate", "--checkpoint", run_dir / "run", "--prompt", "a", "--prompt", "b 12",
         "--max-new-tokens", "6", "--temperature", "0.8", "--top-p", "0.9", "--seed", "3",

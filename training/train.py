@@ -13,11 +13,10 @@ Precision: fp32 master weights and optimizer state everywhere. On GPU, matmuls r
 (autocast; FSDP also gathers parameters in bf16 and reduces gradients in fp32); on CPU all is
 fp32. Loss and softmax are always fp32.
 
-Weights start identical for every world size and device: rank 0 builds the full model on the
-CPU under the seed and the weights are scattered into the (sharded) model. Initializing the
-shards in place would draw from DTensor's RNG, which depends on the sharding. The cost is the
-full fp32 model in rank 0's host memory once, at the start of a fresh run (28 GB for 7B;
-260 GB for 65B, where a streamed per-tensor initializer would be the next step).
+Weights start identical for every world size and device: each rank fills only its own shard,
+in place, with the block-wise draws of `model.init` (a function of seed, parameter name and row
+block, drawn on the CPU), which are bit for bit those of `Llama(config, seed=seed)` in one
+process. No rank ever holds the full model (65B included); the model is built on the meta device.
 
 The step: `grad_accum` micro-batches per rank (from `global_batch_tokens`; gradients are
 reduce-scattered after each, which keeps only sharded gradients in memory), clip to
@@ -68,7 +67,6 @@ from typing import TYPE_CHECKING
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor
 
@@ -156,15 +154,11 @@ def build_model(config: TrainConfig, model_config: LlamaConfig, runtime: Runtime
     return model
 
 
-def initialize_weights(model: Llama, seed: int, runtime: Runtime) -> None:
-    """The weights `Llama(config)` draws on the CPU after `torch.manual_seed(seed)`, whatever
-    the world size and device (rank 0 draws them; they are scattered to the shards)."""
-    full = {}
-    if runtime.rank == 0:
-        torch.manual_seed(seed)
-        full = Llama(model.config).state_dict()
-    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=runtime.world_size > 1)
-    set_model_state_dict(model, full, options=options)
+def initialize_weights(model: Llama, seed: int) -> None:
+    """The weights of `Llama(model.config, seed=seed)`, whatever the world size and device: each
+    rank draws only the rows of its shards (`model.init`), so none holds the full model and no
+    collective is needed."""
+    model.init_weights(seed=seed)
 
 
 def fault_nan_steps() -> set[int]:
@@ -260,7 +254,7 @@ class Trainer:
         self.state = TrainState()
         self.checkpoint = latest_checkpoint(self.output)
         if self.checkpoint is None:
-            initialize_weights(self.model, config.seed, runtime)
+            initialize_weights(self.model, config.seed)
         else:
             self._resume(self.checkpoint)
         self.flops_per_token = self.model_config.flops_per_token(config.seq_len)

@@ -201,6 +201,11 @@ def test_cli_prints_the_plan_and_the_fits(capsys):
     assert out.count("selective  2048") == 4  # micro-batches 1, 2, 4, 8
     for name in ("7B", "13B", "33B", "65B"):
         assert any(line.startswith(name) and line.endswith("fits") for line in out.splitlines())
+    # 65B initializes shard by shard: a rank holds its 0.12 GiB, never the 243 GiB model
+    assert (
+        "initialization: each rank draws only its rows (model/init.py): 0.12 GiB of parameters "
+        "+ one 64-row block (5.4 MiB); the full model, 243.21 GiB in fp32, is never on one rank"
+    ) in out
     assert main(["plan", "memory", "--model", "33B", "--mesh", "dp=8"]) == 0
     assert "mesh dp=8,tp=1 -> dp=4,tp=2" in capsys.readouterr().out
     assert main(["plan", "memory", "--mesh", "dp=x"]) == 2

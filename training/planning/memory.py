@@ -53,6 +53,7 @@ import re
 from dataclasses import dataclass, replace
 
 from model.config import LlamaConfig
+from model.init import BLOCK_ROWS
 from training.config import AC_MODES, RECIPES
 from training.planning.hardware import Accelerator, accelerator
 from training.planning.paper import TABLE_2_MODELS
@@ -338,7 +339,22 @@ def render_breakdown(spec: MemorySpec, micro_batches: list[int], seq_lens: list[
     )
     headers = ("AC", "seq", "mb", "params", "grads", "adam", "working", "activ.", "peak+")
     headers += ("total", "fits")
-    return head + "\n" + text_table(headers, breakdown_rows(specs))
+    return f"{head}\n{text_table(headers, breakdown_rows(specs))}\n{init_line(spec)}"
+
+
+def init_line(spec: MemorySpec) -> str:
+    """What initialization holds on one rank: its fp32 shard of the parameters and one
+    64-row block being drawn (model/init.py), never the full model rank 0 once built."""
+    config = spec.config
+    full = config.num_params() * 4
+    widest = max(config.dim, config.ffn_hidden)  # the longest row: w2 (dim x ffn_hidden)
+    block = BLOCK_ROWS * widest * 4
+    shard = plan_memory(spec).params
+    return (
+        f"initialization: each rank draws only its rows (model/init.py): {gib(shard)} GiB of "
+        f"parameters + one {BLOCK_ROWS}-row block ({block / 2**20:.1f} MiB); the full model, "
+        f"{gib(full)} GiB in fp32, is never on one rank"
+    )
 
 
 def render_fits(spec: MemorySpec, models: tuple[str, ...] = TABLE_2_MODELS) -> str:

@@ -5,7 +5,9 @@ stage. Both are unpartitioned and eager: they depend on every crawl partition an
 up to date when an input changes (the `corpus` job runs them explicitly).
 """
 
+import json
 import posixpath
+from pathlib import Path
 
 from dagster import (
     AssetCheckResult,
@@ -33,6 +35,9 @@ from curation.recipe import (
     step,
 )
 from curation.tokens.shards_manifest import TokenShardsManifest, read_shards_manifest
+
+# What `make bench` projects a real crawl to cost (bench/cost.py), shown on the card.
+COST_PROJECTION = Path(__file__).resolve().parents[1] / "bench" / "results" / "cost_projection.json"
 
 CARD_NAME = "DATA_CARD.md"
 SHARE_TOLERANCE = "share_tolerance"
@@ -129,7 +134,8 @@ def data_card(context: AssetExecutionContext, data_root: DataRoot) -> Materializ
     mixture_manifest = next((s.manifest for s in stages if s.asset == "mixture"), None)
     shards = read_shards_manifest(storage, data_root.output("tokenized_shards"))
     tokens = _tokens_by_corpus(shards) if shards else None
-    card = build_card(stages, mixture_manifest, tokens, code_version=CODE_VERSION)
+    projection = json.loads(COST_PROJECTION.read_text()) if COST_PROJECTION.exists() else None
+    card = build_card(stages, mixture_manifest, tokens, CODE_VERSION, projection)
     directory = storage.path("card")
     staging = staging_path(directory)
     storage.remove_tree(staging)

@@ -66,9 +66,11 @@ def build_card(
     mixture: Manifest | None = None,
     tokens: Mapping[str, Mapping[str, int]] | None = None,
     code_version: str = "",
+    projection: Mapping | None = None,
 ) -> Card:
     """The card for `stages` in pipeline order; `mixture` and `tokens` (split -> corpus ->
-    tokens, from `tokenized_shards`) when they exist."""
+    tokens, from `tokenized_shards`) when they exist; `projection`, what `make bench` projects
+    a real crawl to cost (bench/cost.py's JSON), or None when it has not been run."""
     card = Card()
     card.add(
         "# Data card",
@@ -91,8 +93,41 @@ def build_card(
         mixture_section(card, mixture)
     if tokens:
         _tokens(card, tokens)
+    cost_section(card, projection)
     _provenance(card, stages, code_version)
     return card
+
+
+COST_TITLE = "## Cost of a real crawl (projected)"
+
+
+def _hours(n: float) -> str:
+    return f"{n:,.0f}"
+
+
+def cost_section(card: Card, projection: Mapping | None) -> None:
+    """Core-hours per branch for one real crawl and for the paper's five dumps: the card says
+    what the recipe costs at the scale it is meant for, not only what it did on this input.
+    Measured per-core rates times Common Crawl's published sizes (bench/cost.py)."""
+    if projection is None:
+        card.add(COST_TITLE, "", "Not projected yet: `make bench` writes the projection.")
+        return
+    one, five = projection["crawls"]["one_crawl"], projection["crawls"]["five_dumps"]
+    rows = [
+        (branch, _hours(n), _hours(five["branches_core_hours"][branch]))
+        for branch, n in one["branches_core_hours"].items()
+    ]
+    rows.append(("total", _hours(one["total_core_hours"]), _hours(five["total_core_hours"])))
+    header = ["branch", f"core-hours, {one['crawl']['name']}", "core-hours, five dumps"]
+    card.add(
+        COST_TITLE,
+        "",
+        _table(header, rows),
+        "",
+        f"Five dumps: {five['crawl']['name']}. Per-core rates measured by bench/throughput.py "
+        f"({projection['measured'][1].lstrip('# ')}); crawl sizes are Common Crawl's published "
+        "figures; bench/results/cost_projection.txt has every stage.",
+    )
 
 
 def _funnel(card: Card, stages: Sequence[StageOutput]) -> None:

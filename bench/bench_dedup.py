@@ -2,15 +2,18 @@
 
 (a) Signatures per second, one process (one core: numpy here is single-threaded), on the
     texts of every finished contract partition under --stages (the sample world's
-    commoncrawl, c4 and curated sources, as `make demo` leaves them), or of the Parquet files
-    given with --input. References, measured in this run on the same texts and the same
-    word 5-gram shingles:
+    commoncrawl, c4 and curated sources, as `make demo` leaves them), or of the partitions
+    holding the Parquet files given with --input. Every rate is the minimum of interleaved
+    rounds (report.py). References, on the same texts and the same word 5-gram shingles:
       - datasketch per document: `MinHash()` then `update(shingle)` per shingle (the usual
-        loop, with datasketch's default SHA-1 hash of the shingle bytes);
-      - datasketch `MinHash.bulk`: one `update_batch` per document (same hash).
-    The rates are docs/s; "6KB-docs/s" converts bytes/s to the 6 KB documents of the target
-    in DESIGN.md section 6 (>= 900). The `dedup_signatures` and `deduplicated` stages then run
-    end to end (runner, Parquet, one worker) on the same partitions.
+        loop, with datasketch's default SHA-1 hash of the shingle bytes), and datasketch
+        `MinHash.bulk` (one `update_batch` per document), on --reference-docs of them;
+      - on every partition: our `signatures` in memory (the bare call), our
+        `dedup_signatures` stage (runner, Parquet in and out) and datatrove's
+        MinhashDedupSignature (14 x 8 hashes of word 5-grams, its reader, its sorted bucket
+        files), one worker each.
+    "6KB-docs/s" converts bytes/s to the 6 KB documents of the target in DESIGN.md section 6
+    (>= 900). The `deduplicated` stage then runs over every partition's signatures.
 
 (b) Peak memory of the bucket reduce and of the cluster step on a synthetic corpus at 1x, 4x
     and 16x (distinct perturbed copies of sample documents, with a fixed share of exact and
@@ -21,7 +24,7 @@
     its 1x peak, and per document with a duplicate from 4x to 16x (the in-memory union-find
     it replaced took ~150 bytes each).
 
-    python bench/bench_dedup.py [--stages data/stages] [--input part.parquet ...]
+    python bench/bench_dedup.py [--stages data/stages] [--input part.parquet ...] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -33,14 +36,14 @@ import multiprocessing
 import os
 import random
 import tempfile
-import time
 import tracemalloc
 
 import numpy as np
+import peers
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasketch import MinHash
-from report import best_of, print_rows
+from report import Contender, Timing, interleaved, machine_note, print_rows, ratio_note, timing_row
 
 from curation.core.documents import DOCUMENT_SCHEMA
 from curation.core.executor import LocalExecutor
@@ -97,66 +100,133 @@ def ours(texts: list[str]) -> int:
     return len(signatures(texts, 112, 1)[0])
 
 
-def throughput(texts: list[str], subset: list[str], repeat: int) -> list[tuple]:
-    rows = []
+def text_bytes(texts: list[str]) -> int:
+    return sum(len(t.encode()) for t in texts)
 
-    def record(name: str, seconds: float, docs: list[str], note: str = "") -> float:
-        mb = sum(len(t.encode()) for t in docs) / 1e6
-        rate = len(docs) / seconds
-        rows.append(
-            (
-                name,
-                rate,
-                len(docs),
-                f"{mb / seconds:.2f} MB/s = {mb * 1e6 / 6000 / seconds:.0f} 6KB-docs/s {note}",
-            )
-        )
-        return rate
 
-    t, _ = best_of(1, lambda: datasketch_per_shingle(subset))
-    loop = record("datasketch MinHash() + update per shingle", t, subset)
-    t, _ = best_of(repeat, lambda: datasketch_bulk(subset))
-    bulk = record("datasketch MinHash.bulk (update_batch)", t, subset)
-    t, _ = best_of(repeat, lambda: ours(subset))
-    record(
-        "curation.dedup.minhash.signatures (same docs)",
-        t,
-        subset,
-        f"{len(subset) / t / loop:.0f}x per-shingle, {len(subset) / t / bulk:.1f}x bulk",
+def signature_note(timing: Timing, mb: float, note: str = "") -> str:
+    """MB/s, and the same in the 6 KB documents of DESIGN.md section 6's target (>= 900)."""
+    per_s = mb / timing.best
+    return f"{per_s:.2f} MB/s = {per_s * 1e6 / 6000:.0f} 6KB-docs/s {note}".strip()
+
+
+def measure_reference(subset: list[str], rounds: int) -> dict[str, Timing]:
+    """datasketch's two usual ways against ours, on a subset (its per-shingle loop is slow)."""
+    return interleaved(
+        [
+            Contender("datasketch per shingle", lambda: datasketch_per_shingle(subset)),
+            Contender("datasketch bulk", lambda: datasketch_bulk(subset)),
+            Contender("ours", lambda: ours(subset)),
+        ],
+        rounds,
     )
-    t, _ = best_of(repeat, lambda: ours(texts))
-    record("curation.dedup.minhash.signatures (all docs)", t, texts)
-    return rows
 
 
-def stage_runs(
-    found: list[tuple[str, str]], storage: Storage, tmp: str
-) -> tuple[list[tuple], dict]:
-    """dedup_signatures over every partition, then deduplicated over all of them."""
-    rows, groups, started, n = [], [], time.perf_counter(), 0
+def partition_contenders(
+    found: list[tuple[str, str]], texts: list[str], with_peer: bool
+) -> list[Contender]:
+    """Every partition's signatures: the bare function on the texts in memory, our stage
+    (runner, Parquet in and out), and datatrove's MinhashDedupSignature on the same files."""
+    directories = [d for _, d in found]
+    contenders = [
+        Contender("bare", lambda: ours(texts)),
+        Contender("ours", lambda: signature_stages(found)),
+    ]
+    if with_peer:
+        contenders.append(Contender("datatrove", lambda: peers.minhash_signatures(directories)))
+    return contenders
+
+
+def measure_partitions(
+    found: list[tuple[str, str]], texts: list[str], rounds: int, with_peer: bool
+) -> dict[str, Timing]:
+    return interleaved(partition_contenders(found, texts, with_peer), rounds)
+
+
+def signature_stages(found: list[tuple[str, str]], out: str | None = None) -> int:
+    """dedup_signatures over every partition (into `out`, or a scratch directory)."""
+    storage = Storage("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        n = 0
+        for name, directory in found:
+            target = os.path.join(out or tmp, "signatures", name)
+            n += run_stage(
+                MinHashSignatures(), partition_shards(storage, directory), target, storage
+            ).n_in
+        return n
+
+
+def corpus_groups(found: list[tuple[str, str]], signed: str) -> list[CorpusGroup]:
+    groups = []
     for name, directory in found:
-        out = os.path.join(tmp, "signatures", name)
-        n += run_stage(MinHashSignatures(), partition_shards(storage, directory), out, storage).n_in
-        crawl = name.split("/")[1] if name.split("/")[0] in ("commoncrawl", "c4") else None
-        groups.append(CorpusGroup(name, directory, out, crawl))
-    seconds = time.perf_counter() - started
-    rows.append(("dedup_signatures stage (runner, Parquet)", n / seconds, n, ""))
-    started = time.perf_counter()
-    manifest = run_stage(
-        Deduplicated(), corpus_inputs(storage, groups), os.path.join(tmp, "out"), storage
-    )
-    seconds = time.perf_counter() - started
-    rows.append(
-        (
-            "deduplicated stage (all partitions)",
-            manifest.n_in / seconds,
-            manifest.n_in,
-            f"dropped {manifest.dropped}",
+        source = name.split("/")[0]
+        crawl = name.split("/")[1] if source in ("commoncrawl", "c4") else None
+        groups.append(CorpusGroup(name, directory, os.path.join(signed, "signatures", name), crawl))
+    return groups
+
+
+def global_run(groups: list[CorpusGroup]) -> tuple[int, dict]:
+    storage = Storage("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = run_stage(
+            Deduplicated(), corpus_inputs(storage, groups), os.path.join(tmp, "out"), storage
         )
-    )
-    return rows, manifest.summary | {
-        "removed_by_source_pair": manifest.histograms.get("removed_by_source_pair", {})
+    summary = manifest.summary | {
+        "removed_by_source_pair": manifest.histograms.get("removed_by_source_pair", {}),
+        "dropped": manifest.dropped,
     }
+    return manifest.n_in, summary
+
+
+def global_contender(found: list[tuple[str, str]], signed: str) -> tuple[Contender, dict]:
+    """The `deduplicated` stage over every partition's signatures, made once into `signed`
+    (which must outlive the rounds); the dict receives the run's summary."""
+    signature_stages(found, signed)
+    groups = corpus_groups(found, signed)
+    summary: dict = {}
+
+    def run() -> int:
+        n, summary_ = global_run(groups)
+        summary.update(summary_)
+        return n
+
+    return Contender("deduplicated", run), summary
+
+
+def measure_global(found: list[tuple[str, str]], rounds: int) -> tuple[Timing, dict]:
+    with tempfile.TemporaryDirectory() as signed:
+        contender, summary = global_contender(found, signed)
+        timing = interleaved([contender], rounds)["deduplicated"]
+    return timing, summary
+
+
+def throughput_rows(
+    reference: dict[str, Timing], subset: list[str], partitions: dict[str, Timing], texts: list[str]
+) -> list[tuple]:
+    small, large = text_bytes(subset) / 1e6, text_bytes(texts) / 1e6
+    loop, bulk, mine = (reference[k] for k in ("datasketch per shingle", "datasketch bulk", "ours"))
+    rows = [
+        timing_row(loop, signature_note(loop, small), "datasketch MinHash() + update per shingle"),
+        timing_row(bulk, signature_note(bulk, small), "datasketch MinHash.bulk (update_batch)"),
+        timing_row(
+            mine,
+            signature_note(mine, small, ratio_note(mine, [(loop, "per-shingle"), (bulk, "bulk")])),
+            "curation.dedup.minhash.signatures (same docs)",
+        ),
+    ]
+    bare, stage, peer = partitions["bare"], partitions["ours"], partitions.get("datatrove")
+    rows.append(
+        timing_row(bare, signature_note(bare, large), "curation.dedup.minhash.signatures (all)")
+    )
+    note = ratio_note(stage, [(bare, "bare"), (peer, "datatrove")])
+    rows.append(
+        timing_row(stage, signature_note(stage, large, note), "dedup_signatures stage (all)")
+    )
+    if peer:
+        rows.append(
+            timing_row(peer, signature_note(peer, large), "datatrove MinhashDedupSignature (all)")
+        )
+    return rows
 
 
 # --- (b) memory ---------------------------------------------------------------------------
@@ -285,7 +355,6 @@ def main() -> None:
     )
     parser.add_argument("--stages", default="data/stages")
     parser.add_argument("--input", nargs="*", default=[], help="contract Parquet files instead")
-    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--reference-docs", type=int, default=400, help="docs for the slow datasketch loop"
     )
@@ -304,25 +373,34 @@ def main() -> None:
         help="max_rows_per_cluster_partition for (b): the 1x corpus already has several",
     )
     parser.add_argument("--duplicate-rate", type=float, default=0.2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-peer", action="store_true", help="leave datatrove out")
+    parser.add_argument("--skip-memory", action="store_true", help="throughput only")
     args = parser.parse_args()
 
-    storage = Storage("/")
-    found = [] if args.input else partitions(os.path.abspath(args.stages))
-    paths = args.input or [
-        p for _, d in found for p in glob.glob(os.path.join(d, "part-*.parquet"))
-    ]
+    found = (
+        [(f"input/{i}", d) for i, d in enumerate(sorted({os.path.dirname(p) for p in args.input}))]
+        if args.input
+        else partitions(os.path.abspath(args.stages))
+    )
+    paths = [p for _, d in found for p in glob.glob(os.path.join(d, "part-*.parquet"))]
     texts = [
         t for p in paths for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()
     ]
+    why = "--no-peer" if args.no_peer else peers.unavailable()
+    print(f"# {machine_note()}; {args.rounds} interleaved rounds, min each")
+    if why:
+        print(f"# datatrove not measured: {why}")
     subset = random.Random(0).sample(texts, min(args.reference_docs, len(texts)))
-    rows = throughput(texts, subset, args.repeat)
-    if found:
-        with tempfile.TemporaryDirectory() as tmp:
-            stage_rows, summary = stage_runs(found, storage, tmp)
-        rows += stage_rows
+    reference = measure_reference(subset, args.rounds)
+    by_partition = measure_partitions(found, texts, args.rounds, not why)
+    rows = throughput_rows(reference, subset, by_partition, texts)
+    timing, summary = measure_global(found, args.rounds)
+    rows.append(timing_row(timing, f"dropped {summary['dropped']}", "deduplicated (all)"))
     print_rows(rows, "signatures", "docs/s")
-    if found:
-        print({k: v for k, v in summary.items() if k != "example_clusters"})
+    print({k: v for k, v in summary.items() if k != "example_clusters"})
+    if args.skip_memory:
+        return
 
     base = [t.split()[:150] for t in texts if len(t.split()) >= 150]
     base = (base * (args.base_docs // max(1, len(base)) + 1))[: args.base_docs]

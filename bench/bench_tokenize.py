@@ -6,7 +6,7 @@ interleaved rounds (report.py: minimum of each over >= 3 rounds, warm-up exclude
   tokenized_shards   write_token_shards on the same parts: read Parquet, encode, frame each
                      document `<s> ids </s>`, cut shards, sha256 every file, write the
                      manifest; at the same thread and worker count as the bare run it is
-                     compared with (goal, issue 17: >= 0.9 at one worker, one thread)
+                     compared with (goal: >= 0.9 at one worker, one thread)
   datatrove          its DocumentTokenizer on the same partitions, one worker, one thread (our
                      SentencePiece model converted offline to a `tokenizers` JSON with the
                      same ids; skipped, with the reason printed, when that fails)
@@ -53,7 +53,7 @@ from curation.tokens.tokenizer import TokenizerConfig, train_tokenizer
 
 SOURCES = ["commoncrawl", "c4", "github", "wikipedia", "books", "arxiv", "stackexchange"]
 H100_BF16_PEAK = 989e12
-GOAL = 0.9  # issue 17: tokenized_shards >= 0.9x bare encode, one worker, one thread
+GOAL = 0.9  # tokenized_shards >= 0.9x bare encode, one worker, one thread
 
 
 def default_inputs(stages: str) -> list[str]:

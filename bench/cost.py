@@ -6,7 +6,7 @@ per-core rates bench/throughput.py measured on this machine.
 The crawl's input to a stage is its published compressed WET bytes times the stage's flow,
 the quantity (text bytes, or documents) that reached the stage per compressed WET byte on the
 sample world (throughput.py measures it); WARC extraction takes the published WARC bytes
-directly. Branches, as issue 17 names them: CCNet (WET reading, line dedup with CCNet's
+directly. Branches: CCNet (WET reading, line dedup with CCNet's
 normalization, language id, perplexity, Wikipedia-reference filter, exact dedup; CCNet's
 normalization runs inside line dedup and perplexity), C4 (language id, C4 rules and span
 dedup), signatures (MinHash of commoncrawl + c4), dedup (the global near-dedup), tokenization

@@ -1,5 +1,5 @@
 """Throughput per core of every crawl-to-tokens stage on a scale world, with datatrove's rate
-beside ours where it has the step, and the issue-17 goals; the input of `bench/cost.py`.
+beside ours where it has the step, and the throughput goals; the input of `bench/cost.py`.
 
 One process, one worker, every rate the minimum of interleaved rounds (report.py). What is
 measured, on `--world` (a scale world: `llamapipe sample scale --factor 4`):
@@ -61,7 +61,7 @@ from curation.core.storage import Storage
 from curation.tokens.tokenizer import TokenizerConfig, train_tokenizer
 
 STORAGE = Storage("/")
-# The recipe's stages by branch (issue 17's projection); cc_gopher is measured, not projected.
+# The recipe's stages by branch (the cost projection's); cc_gopher is measured, not projected.
 BRANCHES = {
     "cc_documents (WET)": "CCNet",
     "cc_line_dedup": "CCNet",

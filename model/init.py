@@ -80,7 +80,7 @@ def local_rows(param: Tensor) -> tuple[Tensor, int]:
         param.shape, param.device_mesh, param.placements
     )
     if tuple(local.shape) != tuple(shape) or tuple(shape[1:]) != tuple(param.shape[1:]):
-        raise NotImplementedError(f"only dim-0 sharding is supported, got {param.placements}")
+        raise ValueError(f"rows are drawn for dim-0 shards (FSDP) only, got {param.placements}")
     return local, offset[0] if shape[0] else 0
 
 

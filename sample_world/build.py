@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 import shutil
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 
 from sample_world import readme
 from sample_world.arxiv import build_arxiv
+from sample_world.atomic import build_into
 from sample_world.books import build_books
 from sample_world.crawl import plan_captures, write_crawl, write_jsonl
 from sample_world.debian import REFERENCE_LANGS, fetch_all
@@ -91,20 +91,7 @@ def build_sample_world(
         return out_dir
     started = time.monotonic()
     packages = fetch_all(cache_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        _build(tmp, packages, cache_dir, seed, max_pages)
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        if out_dir.exists():
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    build_into(out_dir, lambda tmp: _build(tmp, packages, cache_dir, seed, max_pages))
     log.info("sample world built in %s in %.1f s", out_dir, time.monotonic() - started)
     return out_dir
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from sample_world.atomic import build_into
 from sample_world.build import STAMP as SAMPLE_STAMP
 from sample_world.scale_crawl import CrawlPlan, copy_segment, copy_url, planted_rows
 from sample_world.scale_dumps import Citations, copy_site, copy_wiki, site_name
@@ -107,20 +108,7 @@ def scale_world(
         log.info("scale world in %s is up to date (factor %d, seed %d)", out, factor, seed)
         return out
     started = time.monotonic()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        _build(sample, tmp, params, workers)
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    build_into(out, lambda tmp: _build(sample, tmp, params, workers))
     log.info("scale world (x%d) built in %s in %.1f s", factor, out, time.monotonic() - started)
     return out
 

@@ -29,6 +29,7 @@ from dagster import (
 )
 
 from assets.config import build, config_class, nested_config
+from training.config import TrainConfig
 from training.launch import (
     TRAIN_MODULE,
     Job,
@@ -47,6 +48,7 @@ from training.launch import (
     supervise,
     torchrun_argv,
 )
+from training.mesh import MeshShape
 
 MESSAGES_FILE = "pipes_messages.jsonl"
 CONFIG_FILE = "config.json"
@@ -123,7 +125,7 @@ class TrainingLauncher(ConfigurableResource):
         reader = PipesFileMessageReader(os.path.join(launch_dir, MESSAGES_FILE), cleanup_file=False)
         with open_pipes_session(context, PipesEnvContextInjector(), reader) as session:
             env = dict(session.get_bootstrap_env_vars())
-            job = self._start(context, env, config_path, launch_dir, nodes, nproc_per_node, module)
+            job = self._start(context, env, config_json, launch_dir, nodes, nproc_per_node, module)
             context.log.info(f"launched {job.description}")
             log = _log_line(
                 context, self.backend, lambda: session.message_handler.received_opened_message
@@ -153,31 +155,45 @@ class TrainingLauncher(ConfigurableResource):
         self,
         context: AssetExecutionContext,
         env: Mapping[str, str],
-        config_path: str,
+        config_json: str,
         launch_dir: str,
         nodes: int,
         nproc_per_node: int,
         module: str,
     ) -> Job:
+        config_path = os.path.join(launch_dir, CONFIG_FILE)
         if self.backend == "local":
             settings = self.local_settings(nodes, nproc_per_node)
+            mesh = launcher_mesh(config_json, module, settings.nnodes, settings.nproc_per_node)
             argv = torchrun_argv(settings, config_path, module)
-            context.log.info(f"command: {argv}")
+            context.log.info(f"command: {argv}" + (f"; mesh {mesh}" if mesh else ""))
             log_path = os.path.join(launch_dir, "torchrun.log")
             return LocalJob(argv, env, log_path, settings.grace_s)
         if self.backend == "slurm":
             settings = self.slurm_settings(nodes, nproc_per_node)
+            mesh = launcher_mesh(config_json, module, settings.nodes, settings.workers_per_node)
             script = os.path.join(launch_dir, "train.sbatch")
-            _write_atomic(script, render_sbatch(settings, config_path, launch_dir, env, module))
+            body = render_sbatch(settings, config_path, launch_dir, env, module, mesh)
+            _write_atomic(script, body)
             context.log.info(f"sbatch script: {script}")
             return SlurmJob(settings, script, launch_dir)
         settings = self.kubernetes_settings(nodes, nproc_per_node)
+        mesh = launcher_mesh(config_json, module, settings.nodes, settings.workers_per_node)
         name = k8s_job_name(settings.job_name, context.run.run_id)
         manifest = os.path.join(launch_dir, "pytorchjob.json")
-        document = render_pytorchjob(settings, name, config_path, env, module)
+        document = render_pytorchjob(settings, name, config_path, env, module, mesh)
         _write_atomic(manifest, json.dumps(document, indent=2) + "\n")
         context.log.info(f"PyTorchJob manifest: {manifest}")
         return KubernetesJob(settings, name, manifest)
+
+
+def launcher_mesh(config_json: str, module: str, nodes: int, per_node: int) -> MeshShape | None:
+    """The trainer's mesh on this job's nodes x processes (None for another program), so that a
+    TP degree the nodes cannot hold fails here, before anything is queued."""
+    if module != TRAIN_MODULE:
+        return None
+    config = TrainConfig.from_json(config_json)
+    return MeshShape.of_job(nodes, per_node, config.tensor_parallel, config.data_parallel_replicate)
 
 
 def _overrides(nodes_field: str, nodes: int, nproc_per_node: int) -> dict[str, int]:

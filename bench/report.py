@@ -9,18 +9,28 @@ time, and every ratio is made from those minima. A warm-up run of each contender
 and is not counted: imports, model loads, page cache and allocator growth are start-up, not
 throughput. `interleaved_groups` runs several comparisons in the same rounds, which also
 spreads each stage's rounds over the whole run (for absolute rates, not only ratios).
+
+GPU benchmarks (`interleaved_staged`) keep the same rounds, but a contender there is a model
+to build, compile and warm up first: that set-up stays outside the timed span (its seconds
+are reported apart), and where the models cannot all stay in memory it is redone before each
+turn. The timed span is bracketed by device synchronizations, so queued kernels count in it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import io
 import json
+import math
 import os
 import platform
 import pstats
+import signal
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -133,6 +143,189 @@ def _record(timing: Timing, contender: Contender) -> None:
     timing.items = items
     for part, part_seconds in parts.items():
         timing.parts.setdefault(part, []).append(part_seconds)
+
+
+def _nothing() -> None:
+    """The default hook: no device to synchronize, nothing held to release."""
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A contender with a set-up that must not be timed: on a GPU, building the model,
+    compiling it and warming it up. `run` is the timed work and returns the items it
+    processed; `release` frees what `setup` holds (device memory) and must tolerate a
+    `setup` that failed half-way."""
+
+    name: str
+    setup: Callable[[], None]
+    run: Callable[[], int]
+    release: Callable[[], None] = _nothing
+
+
+@dataclass
+class StagedTiming(Timing):
+    """A `Timing` with the seconds of every set-up (the first is the cold one: compilation
+    included) and, for a contender without a full set of rounds, why: `error` (it raised, or
+    ran past the budget) or `skipped` (never started: the budget would not hold it)."""
+
+    setup_s: list[float] = field(default_factory=list)
+    error: str | None = None
+    skipped: str | None = None
+
+    def complete(self, rounds: int) -> bool:
+        return self.error is None and self.skipped is None and len(self.seconds) >= rounds
+
+    def missing(self, rounds: int) -> dict[str, str]:
+        """Why there is no rate, for a result row: {"error": ...} or {"skipped": ...}; empty
+        when every round was timed."""
+        if self.error is not None:
+            return {"error": self.error}
+        if self.skipped is not None:
+            return {"skipped": self.skipped}
+        if len(self.seconds) < rounds:
+            return {"skipped": f"{len(self.seconds)} of {rounds} rounds"}
+        return {}
+
+    def turn_note(self) -> str:
+        """A progress line after one of this contender's turns."""
+        if self.skipped is not None:
+            return f"{self.name}: skipped, {self.skipped}"
+        if self.error is not None:
+            return f"{self.name}: failed in round {len(self.seconds)}: {self.error}"
+        note = f"{self.name}: round {len(self.seconds) - 1}, {self.seconds[-1]:.4f} s"
+        if len(self.seconds) == 1:
+            note += f" after set-up {' + '.join(f'{s:.1f}' for s in self.setup_s)} s"
+        elif len(self.setup_s) > 1:  # rebuilt for every turn
+            note += f" after a {self.setup_s[-1]:.1f} s rebuild"
+        return note
+
+    def as_dict(self) -> dict:
+        return {
+            **super().as_dict(),
+            "setup_s": self.setup_s,
+            "error": self.error,
+            "skipped": self.skipped,
+        }
+
+
+class Timeout(Exception):
+    """A turn ran past the budget left when it started."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise `Timeout` in the main thread after `seconds` (checked between Python bytecodes,
+    so a long kernel or compile step ends first); no limit when `seconds` is infinite."""
+    if math.isinf(seconds):
+        yield
+        return
+
+    def expire(*_: object) -> None:
+        raise Timeout(f"over the budget left ({seconds:.1f} s)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def interleaved_staged(
+    contenders: Sequence[Staged],
+    rounds: int = MIN_ROUNDS,
+    *,
+    resident: bool,
+    budget_s: float = math.inf,
+    synchronize: Callable[[], None] = _nothing,
+    after_turn: Callable[[StagedTiming], None] = lambda timing: None,
+) -> dict[str, StagedTiming]:
+    """`interleaved` for contenders with an untimed set-up, in `rounds` rounds.
+
+    Round 0 takes the contenders in the listed order, each set up cold (its warm-up) and then
+    timed once; later rounds rotate the order. `resident`: every contender stays set up until
+    the end (they must fit in memory together). Otherwise each is released after every turn
+    and set up again before the next (a rebuild: compilation caches make it short), so only
+    one holds the device at a time; in round 0 it is then built twice, cold (compiling, which
+    fills the caches) and once more as every later turn will, so that each timed run follows
+    the same kind of rebuild and the budget estimate below knows a rebuild's cost. Set-up
+    seconds are recorded (`setup_s`, the cold one first), never timed.
+
+    Budget: a contender starts round 0 only if its round 0 and every later round still fit in
+    `budget_s`, estimated from the contenders so far (its round 0 as long as the slowest one
+    yet, a later round as long as their last turns, plus the slowest once more for itself);
+    otherwise it is skipped. Every turn runs under a `time_limit` of the budget left. A turn
+    that raises (out of memory, a compile error, the time limit) ends that contender alone:
+    its error is kept, its device memory released and the others go on. `after_turn` gets the
+    contender's timing after each of its turns (to report progress and save partial results).
+    """
+    if rounds < MIN_ROUNDS:
+        raise ValueError(f"at least {MIN_ROUNDS} rounds (the minimum of fewer is noise)")
+    names = [c.name for c in contenders]
+    if len(set(names)) != len(names):
+        raise ValueError(f"contender names repeat: {names}")
+    started = time.monotonic()
+    timings = {c.name: StagedTiming(c.name) for c in contenders}
+    first_turns: list[float] = []  # round 0's seconds, per admitted contender
+    later_turns: list[float] = []  # a later turn's seconds, per admitted contender
+
+    def set_up(contender: Staged, timing: StagedTiming) -> None:
+        began = time.perf_counter()
+        contender.setup()
+        synchronize()
+        timing.setup_s.append(time.perf_counter() - began)
+
+    def turn(contender: Staged, first: bool) -> None:
+        timing = timings[contender.name]
+        left = budget_s - (time.monotonic() - started)
+        try:
+            if left <= 0:
+                raise Timeout(f"budget spent before round {len(timing.seconds)}")
+            with time_limit(left):
+                if first or not resident:
+                    set_up(contender, timing)
+                if first and not resident:
+                    contender.release()
+                    set_up(contender, timing)
+                synchronize()
+                began = time.perf_counter()
+                timing.items = contender.run()
+                synchronize()
+                timing.seconds.append(time.perf_counter() - began)
+                if not resident:
+                    contender.release()
+        except Exception as e:  # an OOM or compile error must not lose the other contenders
+            timing.error = repr(e)[:500]
+            print("".join(traceback.format_exc().splitlines(True)[-30:]), file=sys.stderr)
+            contender.release()
+        after_turn(timing)
+
+    for contender in contenders:
+        timing = timings[contender.name]
+        elapsed = time.monotonic() - started
+        later = sum(later_turns) + max(later_turns, default=0.0)
+        need = max(first_turns, default=0.0) + (rounds - 1) * later
+        if elapsed + need > budget_s:
+            timing.skipped = f"budget: {elapsed:.0f} s used, about {need:.0f} s more needed"
+            after_turn(timing)
+            continue
+        began = time.monotonic()
+        turn(contender, first=True)
+        if timing.error is None:
+            first_turns.append(time.monotonic() - began)
+            rebuild = 0.0 if resident else timing.setup_s[-1]
+            later_turns.append(rebuild + timing.seconds[0])
+    for r in range(1, rounds):
+        alive = [c for c in contenders if timings[c.name].complete(r)]
+        for i in rotation(len(alive), r):
+            turn(alive[i], first=False)
+    if resident:
+        for contender in contenders:
+            timing = timings[contender.name]
+            if timing.setup_s and timing.error is None:
+                contender.release()
+    return timings
 
 
 def speed_ratio(candidate: Timing, reference: Timing) -> float:

@@ -123,8 +123,10 @@ def decode_block(
     `apply_rotary` broadcasts the tables over heads either way."""
     attn = layer.attention
     b, t, _ = x.shape
-    qkv = attn.wqkv(layer.attention_norm(x)).view(b, t, 3, attn.n_heads, attn.head_dim)
-    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    h = layer.attention_norm(x)
+    q, k, v = (
+        w(h).view(b, t, -1, attn.head_dim).transpose(1, 2) for w in (attn.wq, attn.wk, attn.wv)
+    )
     q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
     k_cache.index_copy_(2, slots, k)
     v_cache.index_copy_(2, slots, v)

@@ -1,10 +1,8 @@
 """Conversion to and from Hugging Face transformers' LLaMA layout (`LlamaForCausalLM`).
 
-Our checkpoints and HF's differ only in names and in two fusions: `attention.wqkv` is the row
-stack [q_proj; k_proj; v_proj] and `feed_forward.w13` is [gate_proj; up_proj]. The rotary layout
-is already HF's half-split one (see `model.llama`), so no row permutation is applied and the
-conversion is an exact copy of row blocks both ways: `from_hf_state_dict(to_hf_state_dict(m))`
-reproduces `m` bit for bit.
+Our checkpoints and HF's differ only in names. The rotary layout is already HF's half-split one
+(see `model.llama`), so no row permutation is applied and the conversion is a renaming both
+ways: `from_hf_state_dict(to_hf_state_dict(m))` reproduces `m` bit for bit.
 
 An exported directory is what `LlamaForCausalLM.from_pretrained` and `AutoTokenizer` read:
 
@@ -46,18 +44,18 @@ from model.llama import Llama
 WEIGHTS_NAME = "model.safetensors"
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
-# Per-layer names: ours -> HF's (the fused ones are split by `_split_layer`).
+# Per-layer names: ours -> HF's.
 _LAYER_NAMES = {
+    "attention.wq.weight": "self_attn.q_proj.weight",
+    "attention.wk.weight": "self_attn.k_proj.weight",
+    "attention.wv.weight": "self_attn.v_proj.weight",
     "attention.wo.weight": "self_attn.o_proj.weight",
+    "feed_forward.w1.weight": "mlp.gate_proj.weight",
+    "feed_forward.w3.weight": "mlp.up_proj.weight",
     "feed_forward.w2.weight": "mlp.down_proj.weight",
     "attention_norm.weight": "input_layernorm.weight",
     "ffn_norm.weight": "post_attention_layernorm.weight",
 }
-_FUSED = {
-    "attention.wqkv.weight": ("self_attn.q_proj.weight", "self_attn.k_proj.weight",
-                              "self_attn.v_proj.weight"),
-    "feed_forward.w13.weight": ("mlp.gate_proj.weight", "mlp.up_proj.weight"),
-}  # fmt: skip
 _TOP_NAMES = {
     "tok_embeddings.weight": "model.embed_tokens.weight",
     "norm.weight": "model.norm.weight",
@@ -104,9 +102,8 @@ class SpecialTokens:
 
 
 def to_hf_state_dict(model: Llama) -> dict[str, Tensor]:
-    """HF `LlamaForCausalLM` names -> tensors. Split blocks are views of our fused weights (no
-    copy): clone them before saving or mutating."""
-    config = model.config
+    """HF `LlamaForCausalLM` names -> tensors: our own tensors (no copy), so clone them before
+    mutating."""
     out: dict[str, Tensor] = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach()
@@ -114,18 +111,8 @@ def to_hf_state_dict(model: Llama) -> dict[str, Tensor]:
             out[_TOP_NAMES[name]] = tensor
             continue
         _, index, rest = name.split(".", 2)  # "layers.<i>.<rest>"
-        prefix = f"model.layers.{index}."
-        if rest in _FUSED:
-            for hf_name, block in zip(_FUSED[rest], _split(rest, tensor, config), strict=True):
-                out[prefix + hf_name] = block
-        else:
-            out[prefix + _LAYER_NAMES[rest]] = tensor
+        out[f"model.layers.{index}.{_LAYER_NAMES[rest]}"] = tensor
     return out
-
-
-def _split(name: str, fused: Tensor, config: LlamaConfig) -> tuple[Tensor, ...]:
-    width = config.dim if name.startswith("attention") else config.ffn_hidden
-    return fused.split(width, dim=0)
 
 
 def from_hf_state_dict(config: LlamaConfig, state: dict[str, Tensor]) -> Llama:
@@ -143,11 +130,8 @@ def from_hf_state_dict(config: LlamaConfig, state: dict[str, Tensor]) -> Llama:
     for name, hf_name in _TOP_NAMES.items():
         ours[name] = take(hf_name)
     for i in range(config.n_layers):
-        prefix = f"model.layers.{i}."
-        for name, hf_names in _FUSED.items():
-            ours[f"layers.{i}.{name}"] = torch.cat([take(prefix + n) for n in hf_names])
         for name, hf_name in _LAYER_NAMES.items():
-            ours[f"layers.{i}.{name}"] = take(prefix + hf_name)
+            ours[f"layers.{i}.{name}"] = take(f"model.layers.{i}.{hf_name}")
     extra = sorted(k for k in state.keys() - used if not k.endswith("rotary_emb.inv_freq"))
     if extra:
         raise UnsupportedCheckpoint(f"unexpected weights: {extra[:5]}{'...' if extra[5:] else ''}")
@@ -279,7 +263,7 @@ def export_hf(
     for leftover in (staging, old):
         shutil.rmtree(leftover, ignore_errors=True)
     staging.mkdir(parents=True)
-    # Clones: split blocks share storage with the fused weight, which safetensors refuses.
+    # Copies in the export dtype: safetensors refuses tensors that share storage.
     tensors = {
         k: v.to(device="cpu", dtype=dtype, copy=True).contiguous()
         for k, v in to_hf_state_dict(model).items()

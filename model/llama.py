@@ -11,9 +11,11 @@ Decisions a reader of the checkpoints needs to know:
   neighbours (2i, 2i+1) instead; the two differ only by a fixed permutation of the rows of wq and
   wk (HF's converter applies it). With HF's layout an export to HF is a plain copy of row blocks;
   importing Meta's own consolidated checkpoints is what needs the permutation.
-- Fused projections: `attention.wqkv` stacks the rows of wq, wk, wv (in that order) and
-  `feed_forward.w13` stacks w1 (gate) and w3 (up). One wide matmul reads its input once and keeps
-  the GPU busier than three narrow ones; HF's q/k/v_proj and gate/up_proj are the row blocks.
+- Separate projections: wq, wk, wv, wo and w1 (gate), w3 (up), w2 (down), as in Meta's code
+  and HF's. Fusing wq/wk/wv (or w1/w3) into one wide matmul saves a little kernel launch and
+  input reading on a GPU, but tensor parallelism shards each projection by output rows, and a
+  fused matrix would hand one rank all of q and another all of v. Separate matrices shard as
+  they are, and a checkpoint's names are HF's up to renaming.
 - Attention goes through `F.scaled_dot_product_attention` with `is_causal=True` on the
   full-sequence path, so flash kernels are used: attention weights are never stored and the blocks
   above the diagonal are never computed.
@@ -121,15 +123,18 @@ class Attention(nn.Module):
 
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
-        self.n_heads, self.head_dim = config.n_heads, config.head_dim
-        self.wqkv = nn.Linear(config.dim, 3 * config.dim, bias=False)
+        self.head_dim = config.head_dim
+        self.wq = nn.Linear(config.dim, config.dim, bias=False)
+        self.wk = nn.Linear(config.dim, config.dim, bias=False)
+        self.wv = nn.Linear(config.dim, config.dim, bias=False)
         self.wo = nn.Linear(config.dim, config.dim, bias=False)
 
     def forward(
         self, x: Tensor, cos: Tensor, sin: Tensor, cache: LayerCache | None, start_pos: int
     ) -> Tensor:
         b, t, _ = x.shape
-        q, k, v = self.wqkv(x).view(b, t, 3, self.n_heads, self.head_dim).unbind(2)
+        # Heads as -1: under tensor parallelism this rank holds n_heads / tp of them.
+        q, k, v = (w(x).view(b, t, -1, self.head_dim) for w in (self.wq, self.wk, self.wv))
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (b, heads, t, hd)
         if cache is not None:
@@ -139,16 +144,16 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """SwiGLU (Shazeer 2020): w2(silu(w1 x) * w3 x), w1 and w3 stacked as `w13`."""
+    """SwiGLU (Shazeer 2020): w2(silu(w1 x) * w3 x)."""
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.w13 = nn.Linear(dim, 2 * hidden, bias=False)
+        self.w1 = nn.Linear(dim, hidden, bias=False)
         self.w2 = nn.Linear(hidden, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        gate, up = self.w13(x).chunk(2, dim=-1)
-        return self.w2(F.silu(gate) * up)
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
 class Block(nn.Module):

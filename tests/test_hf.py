@@ -44,15 +44,15 @@ def sentencepiece_model(path: Path) -> Path:
 
 def random_model(seed: int = 0) -> Llama:
     """Every weight random, norm gains included (ones would hide swapped or dropped norms), and
-    the fused projections at 10x the init scale: near-uniform attention and a near-zero MLP
-    branch would hide rotary and gate/up mistakes."""
+    the q/k/v and gate/up projections at 10x the init scale: near-uniform attention and a
+    near-zero MLP branch would hide rotary and gate/up mistakes."""
     torch.manual_seed(seed)
     model = Llama(SMALL).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "norm" in name:
                 param.normal_(1.0, 0.3)
-            elif "wqkv" in name or "w13" in name:
+            elif name.endswith(("wq.weight", "wk.weight", "wv.weight", "w1.weight", "w3.weight")):
                 param.mul_(10)
     return model
 

@@ -102,23 +102,23 @@ def test_a_65b_shard_is_drawn_without_the_full_tensor() -> None:
     with torch.device("meta"):
         model = Llama(LlamaConfig.preset("65B"))
     assert all(p.is_meta for p in model.parameters())  # nothing was materialized or drawn
-    w13 = model.layers[0].feed_forward.w13.weight  # w1 and w3 stacked: 44032 x 8192
-    assert tuple(w13.shape) == (2 * 22016, 8192)
+    w1 = model.layers[0].feed_forward.w1.weight  # 22016 x 8192
+    assert tuple(w1.shape) == (22016, 8192)
     world, rank = 256, 255
-    chunks = _chunks(w13.shape[0], world)
+    chunks = _chunks(w1.shape[0], world)
     lo, rows = chunks[rank][0], len(chunks[rank][1])
     with _LargestAllocation() as largest:
         shard = normal_rows(
-            tuple(w13.shape),
+            tuple(w1.shape),
             lo,
             lo + rows,
             seed=SEED,
-            name="layers.0.feed_forward.w13.weight",
+            name="layers.0.feed_forward.w1.weight",
             std=0.02,
         )
     assert tuple(shard.shape) == (rows, 8192)
     assert largest.numel <= rows * 8192  # the shard; blocks are smaller
-    assert largest.numel < w13.numel() // 200
+    assert largest.numel < w1.numel() // 200
     assert shard.std().item() == pytest.approx(0.02, rel=0.02)
 
 
@@ -128,8 +128,10 @@ def test_parameters_follow_the_intended_distribution() -> None:
     block = model.layers[0]
     residual_std = 0.02 / math.sqrt(2 * config.n_layers)
     expected = {
-        block.attention.wqkv.weight: 0.02,
-        block.feed_forward.w13.weight: 0.02,
+        block.attention.wq.weight: 0.02,
+        block.attention.wv.weight: 0.02,
+        block.feed_forward.w1.weight: 0.02,
+        block.feed_forward.w3.weight: 0.02,
         block.attention.wo.weight: residual_std,
         block.feed_forward.w2.weight: residual_std,
         model.tok_embeddings.weight: 0.02,

@@ -22,11 +22,15 @@ from assets.launchers import (
     KubernetesLauncherConfig,
     TrainingLauncher,
     VolumeConfig,
+    launcher_mesh,
 )
 from assets.training import loss_decreased
 from pipelines.definitions import defs
+from training.config import TrainConfig
 from training.launch import (
     GPU_RESOURCE,
+    MESH_ANNOTATION,
+    TRAIN_MODULE,
     JobStatus,
     KubernetesJob,
     KubernetesSettings,
@@ -554,3 +558,21 @@ def test_slurm_job_follows_squeue_and_tolerates_a_busy_controller(tmp_path, monk
     assert job.poll() == JobStatus("UNKNOWN", done=False)  # the first unknown starts the clock
     time.sleep(0.6)
     assert job.poll() == JobStatus("UNKNOWN", done=True, ok=False)
+
+
+def test_launchers_render_the_trainers_mesh_and_refuse_one_the_nodes_cannot_hold():
+    config = TrainConfig(tensor_parallel=8, data_parallel_replicate=2).to_json()
+    mesh = launcher_mesh(config, TRAIN_MODULE, 4, 8)
+    assert str(mesh) == "dp_replicate 2 x dp_shard 2 x tp 8"
+    assert launcher_mesh(config, "training.evaluation.run", 4, 8) is None
+
+    script = render_sbatch(SlurmSettings(nodes=4, torchrun="torchrun"), CONFIG, "/logs", mesh=mesh)
+    assert 'echo "llama-pretrain: mesh dp_replicate 2 x dp_shard 2 x tp 8"' in script
+    manifest = json.loads(json.dumps(render_pytorchjob(_k8s(), "x", CONFIG, mesh=mesh)))
+    _check_schema(manifest)
+    assert manifest["metadata"]["annotations"] == {MESH_ANNOTATION: str(mesh)}
+
+    with pytest.raises(ValueError, match="within one node"):
+        launcher_mesh(TrainConfig(tensor_parallel=16).to_json(), TRAIN_MODULE, 4, 8)
+    with pytest.raises(ValueError, match="do not split"):
+        launcher_mesh(config, TRAIN_MODULE, 3, 8)  # 24 GPUs: not 2 replicas of whole TP groups

@@ -107,7 +107,7 @@ def test_init_weights_scheme_and_meta_device_construction() -> None:
     torch.manual_seed(0)
     direct = Llama(config)
     block = direct.layers[0]
-    assert block.attention.wqkv.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert block.attention.wq.weight.std().item() == pytest.approx(0.02, rel=0.05)
     residual_std = 0.02 / math.sqrt(2 * config.n_layers)
     assert block.feed_forward.w2.weight.std().item() == pytest.approx(residual_std, rel=0.05)
     assert all(

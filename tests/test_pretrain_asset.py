@@ -117,7 +117,7 @@ def test_the_defaults_are_the_papers_7b_run():
     assert run.max_steps == 238_419  # the first step count that covers 1T tokens of 4M
     assert (run.adam_beta1, run.adam_beta2, run.weight_decay, run.grad_clip) == (0.9, 0.95, 0.1, 1)
     assert run.activation_checkpointing == "selective" and run.compile
-    assert run.micro_batch_size == 2 and run.grad_accum(world_size=256) == 4
+    assert run.micro_batch_size == 2 and run.grad_accum(dp_ranks=256) == 4
     assert build_optimizer(torch.nn.Linear(2, 2), lr=1.0).defaults["betas"] == (0.9, 0.95)
     # Choosing a preset chooses its Table 2 row.
     big = train_config(PretrainConfig(model="33B"), "data", "out")
@@ -134,4 +134,4 @@ def test_sample_run_config_is_valid_for_the_train_job():
         "tiny", "cpu", False, "off"
     )  # fmt: skip
     assert run.max_steps <= 300 and run.warmup_steps < run.max_steps
-    assert run.grad_accum(world_size=1) == 2 and run.grad_accum(world_size=2) == 1
+    assert run.grad_accum(dp_ranks=1) == 2 and run.grad_accum(dp_ranks=2) == 1

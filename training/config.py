@@ -3,7 +3,7 @@
 Flat on purpose: a launcher (local, Slurm, Kubernetes) writes it as one JSON file, Dagster
 shows it as run config, and a checkpoint stores it, all without nesting rules. Batch sizes are
 in tokens, as in the paper (4M-token batches), and the trainer derives gradient accumulation
-from the world size it finds, so the same config trains the same way on 8 or 512 GPUs.
+from the data-parallel ranks it finds, so the same config trains the same way on 8 or 512 GPUs.
 
 The defaults are the paper's 7B run (section 2.3, Table 2): 2048-token context, batches of
 4,194,304 tokens (2048 sequences of 2048), AdamW with beta1 0.9, beta2 0.95, weight decay 0.1
@@ -55,6 +55,7 @@ RECIPES: dict[str, Recipe] = {
 _LOWER_BOUNDS = {
     **dict.fromkeys(("seq_len", "checkpoint_interval", "keep_checkpoints"), 1),
     **dict.fromkeys(("log_interval", "max_bad_steps"), 1),
+    **dict.fromkeys(("tensor_parallel", "data_parallel_replicate"), 1),
     **dict.fromkeys(("vocab_size", "global_batch_tokens", "warmup_steps", "loader_workers"), 0),
     **dict.fromkeys(("micro_batch_size", "max_steps", "lr"), 0),  # 0: derived
 }
@@ -89,6 +90,9 @@ class TrainConfig:
     log_interval: int = 10
     max_bad_steps: int = 5  # consecutive non-finite steps before the run stops
     loader_workers: int = 2  # DataLoader worker processes per rank
+    tensor_parallel: int = 1  # TP + sequence parallel degree, within a node (training/mesh.py)
+    data_parallel_replicate: int = 1  # HSDP replicas; 1: plain FSDP over all data ranks
+    float8: bool = False  # torchao float8 linears (H100-class GPUs); the default is bf16
 
     def __post_init__(self) -> None:
         if self.model not in RECIPES:
@@ -100,6 +104,8 @@ class TrainConfig:
         for name, low in _LOWER_BOUNDS.items():
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.float8 and self.tensor_parallel > 1:
+            raise ValueError("float8 runs with FSDP/HSDP only: set tensor_parallel to 1")
         if self.max_steps == 0 and self.global_batch_tokens == 0:
             raise ValueError("max_steps 0 derives the steps from global_batch_tokens: set one")
         if self.warmup_steps > self.max_steps > 0:
@@ -120,19 +126,20 @@ class TrainConfig:
             micro_batch_size=self.micro_batch_size or recipe.micro_batch_size,
         )
 
-    def micro_batch_tokens(self, world_size: int) -> int:
-        """Tokens of one micro-batch step of the whole job."""
-        return self.resolve().micro_batch_size * self.seq_len * world_size
+    def micro_batch_tokens(self, dp_ranks: int) -> int:
+        """Tokens of one micro-batch step of the whole job, whose `dp_ranks` data-parallel
+        ranks (processes / tensor_parallel) each read a micro-batch."""
+        return self.resolve().micro_batch_size * self.seq_len * dp_ranks
 
-    def grad_accum(self, world_size: int) -> int:
+    def grad_accum(self, dp_ranks: int) -> int:
         """Micro-batches per rank per optimizer step, so the job consumes `global_batch_tokens`."""
-        per_micro = self.micro_batch_tokens(world_size)
+        per_micro = self.micro_batch_tokens(dp_ranks)
         if self.global_batch_tokens == 0:
             return 1
         if self.global_batch_tokens % per_micro:
             raise ValueError(
                 f"global_batch_tokens {self.global_batch_tokens} is not a multiple of "
-                f"micro_batch_size x seq_len {self.seq_len} x world_size {world_size} = "
+                f"micro_batch_size x seq_len {self.seq_len} x data-parallel ranks {dp_ranks} = "
                 f"{per_micro}; change one of them"
             )
         return self.global_batch_tokens // per_micro

@@ -1,11 +1,13 @@
 """How the network is laid onto hardware, kept out of the model (the torchtitan split).
 
-Three functions, applied per transformer block and in this order (each wraps what the previous
-one produced):
+Applied in this order (each wraps what the previous one produced; `training.mesh` says which
+mesh dimension each one uses):
 
-    apply_ac(model, "selective")   # activation checkpointing
-    apply_compile(model)           # torch.compile, one block at a time
-    apply_fsdp(model, mesh)        # FSDP2 sharding with prefetch, for multi-GPU runs
+    apply_tp(model, mesh["tp"])      # tensor + sequence parallelism, when tp > 1
+    apply_float8(model)              # float8 linears, when asked for (not with tp > 1)
+    apply_ac(model, "selective")     # activation checkpointing
+    apply_compile(model)             # torch.compile, one block at a time
+    apply_fsdp(model, dp_mesh)       # FSDP2 (1-D mesh) or HSDP (2-D), when dp > 1
 
 State-dict keys do not change: the checkpoint wrapper strips its own prefix and the compile is
 in place (`nn.Module.compile`).
@@ -22,6 +24,14 @@ from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import Replicate, Shard
+from torch.distributed.tensor.parallel import (
+    ColwiseParallel,
+    PrepareModuleInput,
+    RowwiseParallel,
+    SequenceParallel,
+    parallelize_module,
+)
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import create_selective_checkpoint_contexts
 
@@ -33,15 +43,94 @@ _aten = torch.ops.aten
 # attention, the FLOP-heavy work. The norms, rotary, SiLU, products and residual adds between
 # them are element-wise and memory-bound: recomputing them in backward costs little time and
 # frees the memory of their (often float32) intermediates. SDPA appears under the name of the
-# kernel it picked.
+# kernel it picked; float8 linears (`apply_float8`) lower to _scaled_mm.
 SAVED_OPS = [
     _aten.mm.default,
     _aten.addmm.default,
+    _aten._scaled_mm.default,
     _aten._scaled_dot_product_flash_attention.default,
     _aten._scaled_dot_product_efficient_attention.default,
     _aten._scaled_dot_product_cudnn_attention.default,
     _aten._scaled_dot_product_flash_attention_for_cpu.default,
 ]
+
+
+def apply_tp(model: nn.Module, mesh: DeviceMesh) -> None:
+    """Megatron-style tensor parallelism (Shoeybi et al. 2019) with sequence parallelism
+    (Korthikanti et al. 2022, the paper's "model and sequence parallelism") over a 1-D mesh.
+
+    Within a block, wq, wk, wv, w1 and w3 are column-parallel (each rank holds n_heads / tp
+    heads and ffn_hidden / tp FFN columns, and computes them without communication) and wo, w2
+    row-parallel (each rank's partial products are summed). Between the attention and the FFN,
+    in the norms and the residual stream, activations are split along the sequence instead of
+    replicated: the sum after wo and w2 becomes a reduce-scatter onto sequence shards and the
+    input of the next column-parallel layers an all-gather, the same traffic as Megatron's two
+    all-reduces, while the norms' inputs and the residual stream take 1/tp of the memory.
+
+    The embedding is split by vocabulary rows (its output reduce-scattered onto sequence
+    shards), the output projection by vocabulary columns; its logits are gathered whole on every
+    rank, so the loss is the ordinary cross-entropy.
+    """
+    sequence_sharded = Shard(1)
+    parallelize_module(
+        model,
+        mesh,
+        {
+            "tok_embeddings": RowwiseParallel(
+                input_layouts=Replicate(), output_layouts=sequence_sharded
+            ),
+            "norm": SequenceParallel(),
+            "output": ColwiseParallel(input_layouts=sequence_sharded, output_layouts=Replicate()),
+        },
+    )
+    # Attention's inputs are (x, cos, sin, cache, start_pos): only x is distributed.
+    gather_x = PrepareModuleInput(
+        input_layouts=(sequence_sharded, None, None, None, None),
+        desired_input_layouts=(Replicate(), None, None, None, None),
+    )
+    for block in model.layers:
+        parallelize_module(
+            block,
+            mesh,
+            {
+                "attention_norm": SequenceParallel(),
+                "attention": gather_x,
+                "attention.wq": ColwiseParallel(),
+                "attention.wk": ColwiseParallel(),
+                "attention.wv": ColwiseParallel(),
+                "attention.wo": RowwiseParallel(output_layouts=sequence_sharded),
+                "ffn_norm": SequenceParallel(),
+                "feed_forward": PrepareModuleInput(
+                    input_layouts=(sequence_sharded,), desired_input_layouts=(Replicate(),)
+                ),
+                "feed_forward.w1": ColwiseParallel(),
+                "feed_forward.w3": ColwiseParallel(),
+                "feed_forward.w2": RowwiseParallel(output_layouts=sequence_sharded),
+            },
+        )
+
+
+def apply_float8(model: nn.Module) -> None:
+    """Run the blocks' linear layers in float8 (torchao's `Float8Linear`, "tensorwise" recipe:
+    one dynamic scale per tensor for inputs, weights and output gradients, e4m3 forward and e5m2
+    for gradients), the recipe torchao recommends for throughput on H100-class GPUs. Master
+    weights, optimizer state and everything outside the matmuls stay as they were; the output
+    projection stays in bf16 (its logits feed the loss directly, where float8's rounding shows
+    most), and so does any layer whose dimensions are not multiples of 16 (the float8 kernels'
+    requirement). Parameter names do not change, so checkpoints move between float8 and bf16."""
+    try:
+        from torchao.float8 import Float8LinearConfig, convert_to_float8_training
+    except ImportError as error:
+        raise RuntimeError(
+            "float8 training needs torchao: pip install 'llama-pipeline[float8]'"
+        ) from error
+
+    def in_blocks(module: nn.Module, name: str) -> bool:
+        dims = (module.in_features, module.out_features) if isinstance(module, nn.Linear) else ()
+        return name.startswith("layers.") and all(d % 16 == 0 for d in dims)
+
+    config = Float8LinearConfig.from_recipe_name("tensorwise")
+    convert_to_float8_training(model, config=config, module_filter_fn=in_blocks)
 
 
 def apply_ac(model: nn.Module, mode: ACMode) -> None:

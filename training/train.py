@@ -6,8 +6,10 @@
         --rdzv-endpoint HOST:29500 -m training.train --config run.json
 
 One process per device. A process group (NCCL on GPUs, Gloo on CPUs) is created only when
-WORLD_SIZE > 1; the model is then sharded with FSDP2 over all ranks, on GPUs and CPUs alike
-(Gloo runs FSDP2's collectives, which is how the tests exercise the distributed path).
+WORLD_SIZE > 1; the ranks then form the mesh of `training.mesh` (`tensor_parallel` ranks of
+tensor and sequence parallelism inside, FSDP2 or HSDP over the data-parallel ranks outside), on
+GPUs and CPUs alike (Gloo runs the collectives, which is how the tests exercise the distributed
+paths).
 
 Precision: fp32 master weights and optimizer state everywhere. On GPU, matmuls run in bf16
 (autocast; FSDP also gathers parameters in bf16 and reduces gradients in fp32); on CPU all is
@@ -45,7 +47,7 @@ Output directory: checkpoints/ (see training/checkpoint.py), metrics.jsonl and t
 (training/metrics.py), and result.json, written by rank 0 when the process ends its run:
 status (completed | preempted | diverged), steps, final_loss (of the last applied step),
 tokens_seen, mean_tokens_per_s and mfu (this process's steps after its first, which carries
-compilation), skipped_steps, last_checkpoint, world_size, model, output_dir, error, and what
+compilation), skipped_steps, last_checkpoint, world_size, mesh, model, output_dir, error, and what
 the launch consumed (training/planning/usage.py): accelerator_hours, energy_kwh, tco2eq,
 power_w with its power_source (NVML or nominal), pue, kg_co2_per_kwh.
 """
@@ -67,16 +69,16 @@ from typing import TYPE_CHECKING
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor
 
 from model import Llama, LlamaConfig
 from training.checkpoint import Location, latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.data import LoaderConfig, TokenLoader, shards_manifest
+from training.mesh import MeshShape
 from training.metrics import MetricsLogger, mfu, peak_flops
 from training.optim import build_optimizer, build_scheduler
-from training.parallelize import apply_ac, apply_compile, apply_fsdp
+from training.parallelize import apply_ac, apply_compile, apply_float8, apply_fsdp, apply_tp
 from training.planning.usage import UsageMeter
 from training.run_files import RunFiles
 
@@ -101,6 +103,12 @@ class Runtime:
     rank: int
     world_size: int
     device: torch.device
+    mesh: MeshShape
+
+    @property
+    def dp_rank(self) -> int:
+        """The data-parallel rank: which batches this process reads."""
+        return self.mesh.dp_rank(self.rank)
 
 
 @dataclass
@@ -114,7 +122,8 @@ class TrainState:
 
 
 def init_runtime(config: TrainConfig) -> Runtime:
-    """Device from LOCAL_RANK; a process group when torchrun started more than one process."""
+    """Device from LOCAL_RANK; a process group when torchrun started more than one process; the
+    mesh from the config's parallel degrees."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     kind = config.device
@@ -130,23 +139,32 @@ def init_runtime(config: TrainConfig) -> Runtime:
     if world_size > 1 and not dist.is_initialized():
         cuda = device.type == "cuda"
         dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
-    return Runtime(rank, world_size, device)
+    mesh = MeshShape.of(world_size, config.tensor_parallel, config.data_parallel_replicate)
+    return Runtime(rank, world_size, device, mesh)
 
 
 def build_model(config: TrainConfig, model_config: LlamaConfig, runtime: Runtime) -> Llama:
-    """The network on the meta device, wrapped for AC, compile and (world size > 1) FSDP, then
-    given uninitialized storage on the device (`initialize_weights` or a checkpoint fills it)."""
+    """The network on the meta device, laid out on the run's mesh (TP, then float8, AC, compile,
+    then FSDP or HSDP over the data-parallel ranks), then given uninitialized storage on the
+    device (`initialize_weights` or a checkpoint fills it)."""
+    shape = runtime.mesh
+    shape.check(model_config, config.seq_len)
     with torch.device("meta"):
         model = Llama(model_config)
+    mesh = shape.build(runtime.device.type) if runtime.world_size > 1 else None
+    if shape.tp > 1:
+        apply_tp(model, mesh["tp"])
+    if config.float8:
+        apply_float8(model)
     apply_ac(model, config.activation_checkpointing)
     if config.compile:
         apply_compile(model)
-    if runtime.world_size > 1:
-        mesh = init_device_mesh(runtime.device.type, (runtime.world_size,))
+    if shape.dp > 1:
+        dp_mesh = mesh["dp_shard"] if shape.dp_replicate == 1 else mesh["dp_replicate", "dp_shard"]
         cuda = runtime.device.type == "cuda"
         apply_fsdp(
             model,
-            mesh,
+            dp_mesh,
             param_dtype=torch.bfloat16 if cuda else None,
             reduce_dtype=torch.float32 if cuda else None,
         )
@@ -226,8 +244,8 @@ class Trainer:
         self.model_config = LlamaConfig.preset(
             config.model, vocab_size=vocab_size, max_seq_len=config.seq_len
         )
-        self.grad_accum = config.grad_accum(runtime.world_size)
-        self.batch_tokens = config.micro_batch_tokens(runtime.world_size) * self.grad_accum
+        self.grad_accum = config.grad_accum(runtime.mesh.dp)
+        self.batch_tokens = config.micro_batch_tokens(runtime.mesh.dp) * self.grad_accum
         cuda = runtime.device.type == "cuda"
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
 
@@ -249,7 +267,7 @@ class Trainer:
             pin_memory=cuda,
         )
         self.loader = TokenLoader(
-            config.data_dir, "train", loader_config, runtime.rank, runtime.world_size
+            config.data_dir, "train", loader_config, runtime.dp_rank, runtime.mesh.dp
         )
         self.state = TrainState()
         self.checkpoint = latest_checkpoint(self.output)
@@ -278,6 +296,7 @@ class Trainer:
             "config": dataclasses.asdict(self.config),
             "model_config": dataclasses.asdict(self.model_config),
             "world_size": self.runtime.world_size,
+            "mesh": dataclasses.asdict(self.runtime.mesh),
         }
         if self.main:  # the metrics up to this step reach a store before `latest` moves
             self.files.push()
@@ -355,6 +374,7 @@ class Trainer:
             "skipped_steps": self.state.skipped_steps,
             "last_checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "world_size": self.runtime.world_size,
+            "mesh": str(self.runtime.mesh),
             "model": self.config.model,
             "output_dir": str(self.output),
             "error": error,
@@ -438,7 +458,7 @@ def open_pipes(rank: int) -> PipesContext | None:
 
 def materialization_metadata(result: dict) -> dict:
     keys = ("final_loss", "tokens_seen", "mfu", "mean_tokens_per_s", "steps", "skipped_steps")
-    keys += ("last_checkpoint", "output_dir", "world_size", "model")
+    keys += ("last_checkpoint", "output_dir", "world_size", "mesh", "model")
     return {key: result[key] for key in keys if result[key] is not None}
 
 

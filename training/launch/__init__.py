@@ -31,6 +31,7 @@ from training.launch.common import (
 )
 from training.launch.kubernetes import (
     GPU_RESOURCE,
+    MESH_ANNOTATION,
     OPERATOR_PORT,
     KubernetesJob,
     KubernetesSettings,
@@ -62,6 +63,7 @@ from training.launch.slurm import (
 
 __all__ = [
     "GPU_RESOURCE",
+    "MESH_ANNOTATION",
     "NCCL_ENV",
     "OPERATOR_PORT",
     "RDZV_PORT",

@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from training.launch.common import (
     NCCL_ENV,
@@ -21,8 +22,12 @@ from training.launch.common import (
     _run,
 )
 
+if TYPE_CHECKING:
+    from training.mesh import MeshShape
+
 OPERATOR_PORT = 23456  # the training operator's default MASTER_PORT ("pytorchjob-port")
 GPU_RESOURCE = "nvidia.com/gpu"
+MESH_ANNOTATION = "llama-pipeline/mesh"  # the trainer's mesh, as `training.mesh` lays it out
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,10 @@ def render_pytorchjob(
     config_path: str,
     extra_env: Mapping[str, str] | None = None,
     module: str = TRAIN_MODULE,
+    mesh: MeshShape | None = None,
 ) -> dict:
-    """The PyTorchJob manifest as a dict (kubectl takes it as JSON)."""
+    """The PyTorchJob manifest as a dict (kubectl takes it as JSON). `mesh`, the layout the
+    trainer will build from the job's nodes x GPUs, is recorded as an annotation."""
     s = settings
     env = {"PYTHONUNBUFFERED": "1"} | dict(NCCL_ENV)
     env["NCCL_IB_DISABLE"] = "1" if s.nccl_ib_disable else "0"
@@ -121,7 +128,12 @@ def render_pytorchjob(
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
-        "metadata": {"name": name, "namespace": s.namespace, "labels": labels},
+        "metadata": {
+            "name": name,
+            "namespace": s.namespace,
+            "labels": labels,
+            **({"annotations": {MESH_ANNOTATION: str(mesh)}} if mesh else {}),
+        },
         "spec": {
             # No restarts: a failed run fails the Dagster step, which decides what to do.
             "runPolicy": {"cleanPodPolicy": "None", "backoffLimit": 0},

@@ -8,6 +8,7 @@ import os
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from training.launch.common import (
     NCCL_ENV,
@@ -22,6 +23,9 @@ from training.launch.common import (
     _run,
     default_torchrun,
 )
+
+if TYPE_CHECKING:
+    from training.mesh import MeshShape
 
 RDZV_PORT = 29500  # the head node's c10d rendezvous port on Slurm
 
@@ -78,11 +82,13 @@ def render_sbatch(
     log_dir: str,
     extra_env: Mapping[str, str] | None = None,
     module: str = TRAIN_MODULE,
+    mesh: MeshShape | None = None,
 ) -> str:
     """The batch script. The head node, found at run time from the job's node list, hosts
     the c10d rendezvous that every node's torchrun joins; the job id names it. `extra_env`
     (the Pipes variables) is exported in the script, so the job does not depend on which
-    variables the site lets sbatch propagate."""
+    variables the site lets sbatch propagate. `mesh`, the layout the trainer will build from
+    the job's nodes x GPUs, is written into the script and its log."""
     s = settings
     stdout, stderr = slurm_log_paths(log_dir)
     options = [f"--job-name={s.job_name}", f"--nodes={s.nodes}", "--ntasks-per-node=1"]
@@ -114,6 +120,7 @@ def render_sbatch(
         *s.setup,
         'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)',
         'echo "llama-pretrain: job $SLURM_JOB_ID on $SLURM_NNODES node(s), head $head_node"',
+        *([f'echo "llama-pretrain: mesh {mesh}"'] if mesh else []),
         " ".join([*srun, shlex.quote(torchrun[0]), *torchrun[1:], *program]),
     ]
     return "\n".join(lines) + "\n"

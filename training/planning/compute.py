@@ -137,7 +137,8 @@ def measured_throughput(
     gpu: Accelerator, model: str, seq_len: int, results_dir: Path = BENCH_RESULTS
 ) -> Throughput:
     """Tokens/s of this project's benchmark (bench/train_gpu.py, one GPU) for this GPU, model
-    shape and sequence length, in the trainer's AC mode (the fastest such variant)."""
+    shape and sequence length, in the trainer's AC mode and default bf16 (the fastest such
+    variant; float8 rows are a different run)."""
     shape = LlamaConfig.preset(model)
     for path in sorted(results_dir.glob("train_gpu_*.json")):
         meta, results = _bench_file(path)
@@ -146,7 +147,11 @@ def measured_throughput(
             continue
         if meta.get("shape") != _bench_shape(shape):
             continue
-        rows = [r for r in results if r.get("ac") == TRAINER_AC and r.get("tokens_per_s")]
+        rows = [
+            r
+            for r in results
+            if r.get("ac") == TRAINER_AC and r.get("tokens_per_s") and not r.get("float8")
+        ]
         if rows:
             best = max(rows, key=lambda r: r["tokens_per_s"])
             source = (

@@ -23,10 +23,11 @@ tp (Megatron tensor parallelism with sequence parallelism shards all of them):
   exactly Korthikanti's "selective recompute"), so the second term is 0 and `off` is their
   34 s b h. That is the trainer's compiled blocks (the H200 benchmark of 1.36B matches it,
   tests/test_plan_memory.py). Eager PyTorch keeps more, the norms' and SwiGLU's intermediates
-  that torch.compile's partitioner recomputes: (12 h + 4 f) elements (f: SwiGLU width), counted
-  tensor by tensor (each norm's input, normalized and weighted outputs 3h, q k v 3h, rotated q
-  and k 2h, the attention output h, which wo reads as a view; w1 and w3's outputs 2f, SiLU's
-  and the product's 2f) and measured on CPU.
+  that torch.compile's partitioner recomputes: (10 h + 4 f) elements (f: SwiGLU width), counted
+  tensor by tensor with autograd's saved-tensor hooks (the block input, both norms' normalized
+  and weighted outputs 4h, rotated q and k and v 3h, the attention output, the residual after
+  attention; w1 and w3's outputs 2f, SiLU's and the product's 2f; rotary keeps only its
+  tables, so q and k before rotation are freed) and measured on CPU.
 - `selective`: the trainer's own (training/parallelize.py `SAVED_OPS`) goes further than
   Korthikanti's: it keeps the matmul and attention outputs and reruns the element-wise ops:
   the block input, q k v (3h), the attention output, w1 and w3's outputs (2f), and in eager
@@ -65,7 +66,8 @@ MAX_TP = 8  # one node's NVLink domain (the paper's nodes are 8 x A100)
 
 @dataclass(frozen=True)
 class Mesh:
-    """Data parallel (FSDP shards over it) x tensor parallel."""
+    """Data parallel (FSDP shards over it) x tensor parallel. Under HSDP (`training.mesh`), `dp`
+    is the shard degree `dp_shard`: the replicas hold the same shards."""
 
     dp: int = 1
     tp: int = 1
@@ -171,7 +173,8 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def block_params(config: LlamaConfig) -> int:
-    """One transformer block: wqkv, wo, w13, w2 and two RMSNorm weights (one FSDP unit)."""
+    """One transformer block: wq, wk, wv, wo, w1, w2, w3 and two RMSNorm weights (one FSDP
+    unit)."""
     d, f = config.dim, config.ffn_hidden
     return 4 * d * d + 3 * d * f + 2 * d
 
@@ -187,7 +190,7 @@ def layer_activation_bytes(spec: MemorySpec, ac: str | None = None) -> int:
     elif spec.compiled:
         elements = 17 * h  # Korthikanti's 34 s b h bytes at 16 bit, flash attention
     else:
-        elements = 12 * h + 4 * f
+        elements = 10 * h + 4 * f
     return _ceil_div(sb * elements * spec.precision.activation, spec.mesh.tp)
 
 

@@ -30,8 +30,13 @@ def read_truth(data_root: DataRoot, crawl: str, name: str) -> list[dict] | None:
     return [json.loads(line) for line in storage.read_bytes(path).decode().splitlines()]
 
 
-def _texts(storage: Storage, partition: str) -> dict[str, str]:
-    table = pq.read_table(partition, filesystem=storage.fs, columns=["id", "text"])
+def _parts(storage: Storage, partition: str) -> dict[str, str]:
+    """A partition's kept part files by name (`_dropped/` is a directory: not listed)."""
+    return {posixpath.basename(p): p for p in storage.list_files(partition, ".parquet")}
+
+
+def _texts(storage: Storage, part: str) -> dict[str, str]:
+    table = pq.read_table(part, filesystem=storage.fs, columns=["id", "text"])
     return dict(zip(table.column("id").to_pylist(), table.column("text").to_pylist(), strict=True))
 
 
@@ -43,27 +48,36 @@ def boilerplate_removed(
     data_root: DataRoot, crawl: str, output: str, upstream: str, normalization: str
 ) -> AssetCheckResult:
     """Planted template lines are gone; lines unique in the crawl (by the line-dedup key the
-    stage used) survive in kept documents."""
+    stage used) survive in kept documents.
+
+    One part file at a time, each output part beside the upstream part of the same name (the
+    runner writes one part per input shard): the memory is one pair of parts and the count
+    of each distinct line key, not the crawl's text (at 0.95 GB of scale world, reading both
+    partitions whole held 2.7 GB)."""
     planted = read_truth(data_root, crawl, BOILERPLATE_FILE)
     if planted is None:
         return _no_truth(BOILERPLATE_REMOVED)
     storage = data_root.storage()
     boilerplate = {row["line"] for row in planted}
-    before, after = _texts(storage, upstream), _texts(storage, output)
     dedup_key = LINE_KEYS[normalization]
-    keys = Counter(
-        key for text in before.values() for key in {dedup_key(x) for x in text.split("\n")}
-    )
-    unique_keys = {key for key, n in keys.items() if n == 1}
+    before_parts, after_parts = _parts(storage, upstream), _parts(storage, output)
+    if unmatched := sorted(set(after_parts) - set(before_parts)):
+        raise ValueError(f"{output}: parts without an upstream part of that name: {unmatched}")
+    keys = Counter()
+    for part in before_parts.values():
+        for text in _texts(storage, part).values():
+            keys.update({dedup_key(x) for x in text.split("\n")})
     left = Counter()
     unique_lost = unique_total = 0
-    for doc_id, text in after.items():
-        lines = text.split("\n")
-        left.update(line for line in lines if line in boilerplate)
-        kept = {dedup_key(line) for line in lines}
-        unique = {dedup_key(x) for x in before[doc_id].split("\n")} & unique_keys
-        unique_total += len(unique)
-        unique_lost += len(unique - kept)
+    for name, part in after_parts.items():
+        before = _texts(storage, before_parts[name])
+        for doc_id, text in _texts(storage, part).items():
+            lines = text.split("\n")
+            left.update(line for line in lines if line in boilerplate)
+            kept = {dedup_key(line) for line in lines}
+            unique = {k for k in {dedup_key(x) for x in before[doc_id].split("\n")} if keys[k] == 1}
+            unique_total += len(unique)
+            unique_lost += len(unique - kept)
     return AssetCheckResult(
         check_name=BOILERPLATE_REMOVED,
         passed=not left and unique_lost == 0,

@@ -1,9 +1,14 @@
 """The asset checks re-count the files, so they fail when the files and manifest disagree."""
 
+import json
+import tracemalloc
+
 import pyarrow.parquet as pq
 from test_runner import Recording, make_shards
 
 from assets.checks import counts_conserve, output_schema
+from assets.ground_truth import BOILERPLATE_FILE, boilerplate_removed
+from assets.resources import DataRoot
 from curation.core.documents import DOCUMENT_SCHEMA, Document, documents_table
 from curation.core.runner import run_stage
 
@@ -99,3 +104,48 @@ def test_planted_checks_fail_when_the_planted_pages_survive(tmp_path):
         planted_removed(root, "CC-MAIN-2020-05", after, SPAM_REMOVED).metadata["ground_truth"].value
         == "none"
     )
+
+
+def test_boilerplate_check_reads_one_part_at_a_time(tmp_path):
+    """On a partition of many parts, the check holds a pair of parts, not the crawl's text:
+    its Python allocations peak far below one partition's text, and a unique line lost in
+    one part is still found against the upstream part of the same name."""
+    root = DataRoot(root=str(tmp_path))
+    crawl_dir = tmp_path / "sample" / "crawls" / "sample"
+    crawl_dir.mkdir(parents=True)
+    (crawl_dir / BOILERPLATE_FILE).write_text(json.dumps({"line": "Accept all cookies"}))
+    pool = [f"shared line {n} " + "of a template repeated on many pages " * 2 for n in range(50)]
+    parts, docs = 16, 40
+
+    def doc_lines(part: int, doc: int) -> list[str]:
+        shared = [pool[(part * docs + doc + k) % len(pool)] for k in range(40)]
+        page = "".join(chr(ord("a") + int(c)) for c in f"{part:02d}{doc:03d}")  # digits -> 0
+        return ["Accept all cookies", *shared, f"the unique line of page {page}"]
+
+    def partition(name: str, keep) -> int:
+        (tmp_path / name).mkdir()
+        size = 0
+        for part in range(parts):
+            texts = ["\n".join(keep(part, d, doc_lines(part, d))) for d in range(docs)]
+            size += sum(map(len, texts))
+            rows = [Document(f"{part}-{d}", "t", t, None) for d, t in enumerate(texts)]
+            pq.write_table(documents_table(rows), tmp_path / name / f"part-{part:05d}.parquet")
+        return size
+
+    text_bytes = partition("before", lambda part, doc, lines: lines)
+    partition("after", lambda part, doc, lines: lines[1:])
+    partition("lost", lambda part, doc, lines: lines[1:-1] if (part, doc) == (11, 3) else lines[1:])
+    before, after, lost = (str(tmp_path / n) for n in ("before", "after", "lost"))
+
+    boilerplate_removed(root, "sample", after, before, "ccnet")  # imports and caches, untraced
+    tracemalloc.start()
+    result = boilerplate_removed(root, "sample", after, before, "ccnet")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert result.passed
+    assert result.metadata["unique_lines_checked"].value == parts * docs
+    assert peak < text_bytes / 2, (peak, text_bytes)  # both partitions whole: > 2x text_bytes
+
+    missed = boilerplate_removed(root, "sample", lost, before, "ccnet")
+    assert not missed.passed
+    assert missed.metadata["unique_lines_lost"].value == 1

@@ -4,8 +4,9 @@ smallest change that fits, and two checks against measurements:
 
 - CPU, measured here: the parameters, gradients and AdamW state after one real step (exact),
   and each layer's activations under each AC mode, as the resident memory a forward pass
-  leaves for backward in a fresh process (eager, fp32, the trainer on a CPU), within 2%
-  (measured: 0.05% to 0.2% over, a page per tensor);
+  leaves for backward in a fresh process (eager, fp32, the trainer on a CPU), within 2% or
+  64 KiB, whichever is larger (measured: 0.05% to 0.2% over, a page per tensor; once, in CI,
+  12 pages under for `full`'s 2 MiB);
 - GPU, measured before: bench/results/train_gpu_h200.json's peak memory of the 1.36B
   (one H200, micro-batch 8, compiled blocks): the plan is at most 12% above it and never
   below it (it is conservative: that benchmark compiles its loss, the trainer does not).
@@ -172,7 +173,10 @@ def test_activations_per_layer_match_cpu_measurements():
             precision=CPU_PRECISION,
         )  # fmt: skip
         planned = layer_activation_bytes(spec)
-        assert abs(per_layer / planned - 1) < 0.02, (mode, per_layer, planned)
+        # The resident set moves in pages: `full` keeps 2 MiB a layer, where the few pages the
+        # allocator hands back during a forward pass are already 2% (a fresh clone in CI
+        # measured 12 pages under); 64 KiB still tells h from 2h.
+        assert abs(per_layer - planned) < max(0.02 * planned, 64 * 1024), (mode, per_layer, planned)
 
 
 def test_the_h200_benchmark_peak_memory():

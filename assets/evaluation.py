@@ -38,6 +38,7 @@ from training.evaluation.config import (
     read_report,
     results_table,
 )
+from training.evaluation.paper import suite_tables
 
 EVALUATION_MODULE = "training.evaluation.run"
 
@@ -109,6 +110,18 @@ EvaluationAssetConfig = config_class(
 )
 
 
+def _suite_metadata(report: dict, previous: dict) -> dict:
+    """One table per suite (`suite common_sense`, ...): ours, the paper's, the previous run's."""
+    suites = report.get("suites")
+    if not suites:
+        return {}
+    before = previous.get("suites", {}).get("suites")
+    tables = suite_tables(suites["suites"], suites["paper_size"], before)
+    return {f"suite {name}": MetadataValue.md(table) for name, table in tables.items()} | {
+        "paper_size": suites["paper_size"]
+    }
+
+
 def _previous(context: AssetExecutionContext) -> dict:
     event = context.instance.get_latest_materialization_event(AssetKey("evaluation"))
     if event is None:
@@ -130,7 +143,8 @@ def evaluation(
 ) -> MaterializeResult:
     """Held-out perplexity and bits per byte per corpus, lm-evaluation-harness on tasks built
     from held-out documents (plus any configured task), and a greedy sample; the trained model
-    next to an untrained one of the same configuration and to the previous evaluation."""
+    next to an untrained one of the same configuration and to the previous evaluation. The
+    paper's suites (config `suites`) as one table each, beside the paper's numbers."""
     storage = data_root.storage()
     mixture = [storage.uri(s.path) for s in partition_shards(storage, data_root.output("mixture"))]
     job = EvaluationJob(
@@ -155,9 +169,11 @@ def evaluation(
         report = evaluate_run(job.checkpoint, list(job.mixture_parts), job.work_dir, job.config)
     trained, untrained = (report["models"][m]["heldout"] for m in ("trained", "untrained"))
     context.log.info(f"{headline(report)}; sample: {report['sample']!r}")
+    previous = _previous(context)
     return MaterializeResult(
         metadata={
-            "results": MetadataValue.md(results_table(report, _previous(context))),
+            **_suite_metadata(report, previous),
+            "results": MetadataValue.md(results_table(report, previous)),
             "sample": MetadataValue.md(f"> {report['sample']}"),
             "heldout_perplexity": trained["perplexity"],
             "bits_per_byte": trained["bits_per_byte"],

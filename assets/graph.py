@@ -7,6 +7,7 @@ from assets import (
     commoncrawl,
     corpus,
     crawl_segments,
+    decontamination,
     dedup,
     evaluation,
     perplexity_models,
@@ -18,7 +19,13 @@ from assets.checks import stage_checks
 from assets.stage_assets import stage_asset
 from curation.recipe import stage_steps
 
-HOOKS = {**commoncrawl.HOOKS, **sources.HOOKS, **dedup.HOOKS, **corpus.HOOKS}
+HOOKS = {
+    **commoncrawl.HOOKS,
+    **sources.HOOKS,
+    **dedup.HOOKS,
+    **decontamination.HOOKS,
+    **corpus.HOOKS,
+}
 WRITTEN = [
     commoncrawl,
     crawl_segments,

@@ -11,7 +11,7 @@ import posixpath
 from collections.abc import Mapping, Sequence
 
 from dagster import MetadataValue
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import EngFormatter, NullFormatter
 
 from curation.core.figures import plt, png_bytes
 from curation.core.manifest import Manifest
@@ -88,3 +88,24 @@ def _log_bins(data: Sequence[float]) -> list[float]:
         return [low * 0.9, high * 1.1]
     ratio = (high / low) ** (1 / 30)
     return [low * ratio**i for i in range(31)]
+
+
+def heldout_curves(records: Sequence[dict], title: str):
+    """Held-out loss over training tokens, the shape of the paper's Figures 1 and 2 (training
+    loss and benchmarks over training tokens): one line for all held-out documents and one per
+    corpus, a point per evaluation (the trainer's records that carry `heldout`)."""
+    points = [r for r in records if r.get("heldout")]
+    figure, axis = plt.subplots(figsize=(7, 3.6))
+    tokens = [r["tokens_seen"] for r in points]
+    axis.plot(tokens, [r["heldout"]["loss"] for r in points], "o-", color="black", label="all")
+    for corpus in sorted({c for r in points for c in r["heldout"].get("per_corpus", {})}):
+        measured = [r for r in points if corpus in r["heldout"].get("per_corpus", {})]
+        losses = [r["heldout"]["per_corpus"][corpus]["loss"] for r in measured]
+        axis.plot([r["tokens_seen"] for r in measured], losses, ".-", label=corpus)
+    axis.xaxis.set_major_formatter(EngFormatter())
+    axis.set_xlabel("training tokens")
+    axis.set_ylabel("held-out loss (nats per token)")
+    axis.legend(fontsize=8)
+    axis.set_title(title)
+    figure.tight_layout()
+    return figure

@@ -4,9 +4,11 @@
 (checkpoints/, metrics.jsonl, tensorboard/, result.json, and one `launches/<run id>/` per
 Dagster run with the config, the rendered command or script, logs and the Pipes messages).
 The run directory is stable across Dagster runs, so a re-launched run resumes from its
-latest checkpoint; `restart: true` starts it over. The asset runs in the `gpu` concurrency
-pool: cap that pool (`dagster instance concurrency set gpu 1`) and two training runs never
-share the accelerators.
+latest checkpoint; `restart: true` starts it over. The trainer scores the validation split
+every `eval_every` steps, per corpus when the `mixture` the shards were made from is
+materialized, and the metadata shows those curves over training tokens. The asset runs in the
+`gpu` concurrency pool: cap that pool (`dagster instance concurrency set gpu 1`) and two
+training runs never share the accelerators.
 """
 
 import json
@@ -41,7 +43,7 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one directory level, no 
 PretrainConfig = config_class(
     "PretrainConfig",
     TrainConfig,
-    exclude={"data_dir", "output_dir"},
+    exclude={"data_dir", "output_dir", "eval_mixture"},
     extra={
         "run_name": (str, "", "the run directory's name; '' = the model preset"),
         "restart": (bool, False, "delete the run's checkpoints and metrics first"),
@@ -49,15 +51,26 @@ PretrainConfig = config_class(
         "nproc_per_node": (int, 0, "0: the launcher's setting"),
     },
     doc="`TrainConfig`'s fields (training/config.py) except the paths, which come from the "
-    "data root; plus the run's name and the launcher overrides for this run. The defaults are "
+    "data root (the mixture's too, for per-corpus held-out curves); plus the run's name and "
+    "the launcher overrides for this run. The defaults are "
     "the paper's 7B run; 0 in `lr`, `max_steps` or `micro_batch_size` takes the preset's value.",
 )
 
 
-def train_config(config: PretrainConfig, data_dir: str, output_dir: str) -> TrainConfig:
+def train_config(
+    config: PretrainConfig, data_dir: str, output_dir: str, eval_mixture: str = ""
+) -> TrainConfig:
     """The run's `TrainConfig`, resolved: the launch's config.json and the asset's metadata
     show the rate, steps and micro-batch the run uses, not zeros."""
-    return build(TrainConfig, config, data_dir=data_dir, output_dir=output_dir).resolve()
+    locations = {"data_dir": data_dir, "output_dir": output_dir, "eval_mixture": eval_mixture}
+    return build(TrainConfig, config, **locations).resolve()
+
+
+def mixture_location(data_root: DataRoot) -> str:
+    """The mixture the token shards were made from, which labels held-out documents by
+    corpus; "" (curves of the total only) while it is not materialized."""
+    storage, mixture = data_root.storage(), data_root.output("mixture")
+    return storage.uri(mixture) if storage.is_dir(mixture) else ""
 
 
 def read_metrics(storage: Storage, run_dir: str) -> list[dict]:
@@ -103,6 +116,40 @@ def loss_figure(records: Sequence[dict], title: str):
     return figure
 
 
+def heldout_table(record: dict) -> str:
+    """The last held-out evaluation as markdown: loss, perplexity and bits per byte, for all
+    documents and per corpus."""
+    heldout = record["heldout"]
+    rows = [("all", heldout), *heldout.get("per_corpus", {}).items()]
+    lines = [
+        f"Held-out at step {record['step']} ({record['tokens_seen']:,} training tokens)",
+        "",
+        "| corpus | loss | perplexity | bits per byte | tokens |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, values in rows:
+        bpb = values["bits_per_byte"]
+        lines.append(
+            f"| {name} | {values['loss']:.4f} | {values['perplexity']:.2f} | "
+            f"{'-' if bpb is None else format(bpb, '.4f')} | {values['tokens']:,} |"
+        )
+    return "\n".join(lines)
+
+
+def heldout_metadata(records: Sequence[dict], storage: Storage, run_dir: str, title: str) -> dict:
+    """The held-out curves (PNG) and the last point (a table, and its loss as a number Dagster
+    plots across materializations); nothing when the run did not evaluate."""
+    evaluated = [r for r in records if r.get("heldout")]
+    if not evaluated:
+        return {}
+    figure = plots.heldout_curves(records, title)
+    return {
+        "heldout_curve": plots.save_png(figure, storage, run_dir, "heldout"),
+        "heldout": MetadataValue.md(heldout_table(evaluated[-1])),
+        "heldout_loss": evaluated[-1]["heldout"]["loss"],
+    }
+
+
 def _reported_metadata(launch: Launch) -> dict:
     """What rank 0 reported with `report_asset_materialization`, as asset metadata."""
     metadata: dict = {}
@@ -138,7 +185,8 @@ def pretrain(
 ) -> MaterializeResult:
     """The LLaMA trainer (FSDP under torchrun) on the token shards, launched by the
     `training_launcher` resource (local torchrun, Slurm or Kubernetes). Rank 0 reports through
-    Pipes; the loss curve, final loss, tokens seen, MFU and checkpoint are the metadata."""
+    Pipes; the loss curve, the held-out curves per corpus, final loss, tokens seen, MFU and
+    checkpoint are the metadata."""
     storage = data_root.storage()
     run_name = config.run_name or config.model
     if not RUN_NAME.fullmatch(run_name):
@@ -147,7 +195,9 @@ def pretrain(
     if config.restart:
         _fresh(storage, run_dir)
     shards = data_root.output("tokenized_shards")
-    train = train_config(config, storage.uri(shards), storage.uri(run_dir))
+    train = train_config(
+        config, storage.uri(shards), storage.uri(run_dir), mixture_location(data_root)
+    )
     launch = training_launcher.run(
         context,
         train.to_json(),
@@ -179,6 +229,7 @@ def pretrain(
             "loss_curve": plots.save_png(
                 loss_figure(records, f"pretrain: {train.model}"), storage, run_dir, "loss"
             ),
+            **heldout_metadata(records, storage, run_dir, f"pretrain: {train.model}, held out"),
             "launch": MetadataValue.json(
                 {
                     "backend": launch.backend,

@@ -25,6 +25,7 @@ from curation.commoncrawl.perplexity import Perplexity
 from curation.commoncrawl.wikiref import WikiRefFilter
 from curation.core.stage import Stage
 from curation.corpus.mixture import Mixture
+from curation.decontamination.stage import Decontaminated
 from curation.dedup.near_dedup import Deduplicated
 from curation.sources.arxiv import ArxivClean
 from curation.sources.books import BooksClean
@@ -48,6 +49,8 @@ RULES_HOLD = "rules_hold_on_output"
 DUPLICATES_VERIFIED = "removals_are_near_copies"
 PLANTED_DUPLICATES = "planted_duplicates_collapsed"
 SHARES_ON_PLAN = "shares_on_plan"
+BENCHMARKS_INDEXED = "benchmarks_indexed"
+PLANTED_BENCHMARKS = "planted_benchmarks_caught"
 EVERY_STAGE_CONSERVES = "every_stage_conserves"
 TOKENIZER_CHECKS = ("digits_split", "unicode_round_trips", "special_ids")
 SHARD_CHECKS = ("counts_conserve", "shards_intact", "decodes_to_the_mixture")
@@ -176,11 +179,21 @@ STEPS: tuple[Step, ...] = (
         eager=True,
     ),
     Step(
+        "decontaminated",
+        "decontamination",
+        ALL,
+        "corpus",
+        ("deduplicated",),
+        Decontaminated,
+        checks=(BENCHMARKS_INDEXED, PLANTED_BENCHMARKS),
+        eager=True,
+    ),
+    Step(
         "mixture",
         "corpus",
         ALL,
         "corpus",
-        ("deduplicated",),
+        ("decontaminated",),
         Mixture,
         checks=(SHARES_ON_PLAN,),
         eager=True,

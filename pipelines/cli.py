@@ -33,6 +33,7 @@ from curation.core.progress import ProgressSink, ProgressUpdate
 from curation.core.runner import run_stage
 from curation.core.stage import ShardInput, Stage
 from curation.core.storage import OutputWriteError, Storage
+from training.evaluation.suites import SUITES
 
 
 def _files(suffixes: tuple[str, ...]) -> Callable[[Storage, str], list[ShardInput]]:
@@ -341,15 +342,43 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from curation.core.inputs import parquet_parts
+    """With --mixture, the whole evaluation (held-out, tasks, sample, suites); without, the
+    suites alone, on a checkpoint or (--hf) its Hugging Face export."""
     from training.evaluation.config import EvaluationConfig, results_table
-    from training.evaluation.run import evaluate_run
+    from training.evaluation.paper import suite_tables
 
-    mixture = [s.path for s in parquet_parts(Storage("/"), os.path.abspath(args.mixture))]
-    config = EvaluationConfig(max_tokens=args.max_tokens, limit=args.limit)
-    report = evaluate_run(args.checkpoint, mixture, os.path.abspath(args.out), config)
-    print(results_table(report, {}))
-    print(f"\nsample: {report['sample']}")
+    config = EvaluationConfig(
+        max_tokens=args.max_tokens,
+        limit=args.limit,
+        suites=tuple(s for s in args.suite.split(",") if s),
+        benchmarks=args.benchmarks,
+        offline=args.offline,
+        max_gen_toks=args.max_gen_toks,
+    )
+    out = os.path.abspath(args.out)
+    if args.mixture and args.hf:
+        raise SystemExit("--mixture needs --checkpoint: an HF export has no held-out shards")
+    if args.mixture:
+        from curation.core.inputs import parquet_parts
+        from training.evaluation.run import evaluate_run
+
+        mixture = [s.path for s in parquet_parts(Storage("/"), os.path.abspath(args.mixture))]
+        report = evaluate_run(args.checkpoint, mixture, out, config)
+        print(results_table(report, {}))
+        print(f"\nsample: {report['sample']}")
+        suites = report.get("suites")
+    else:
+        from training.evaluation.run import suite_settings
+        from training.evaluation.suite_run import run_suites
+        from training.evaluation.suites import suites_named
+
+        model = args.hf or args.checkpoint
+        suites = run_suites(
+            model, suites_named(config.suites), out, suite_settings(config), hf=bool(args.hf)
+        )
+    if suites:
+        for name, table in suite_tables(suites["suites"], suites["paper_size"]).items():
+            print(f"\n{name} (paper {suites['paper_size']})\n{table}")
     return 0
 
 
@@ -785,12 +814,20 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--tokenizer", default="", help="default: the run's data directory's")
     generate.set_defaults(func=cmd_generate)
 
-    evaluate = commands.add_parser("eval", help="held-out perplexity, lm-eval tasks, a sample")
-    evaluate.add_argument("--checkpoint", required=True, help="a checkpoint or a run directory")
-    evaluate.add_argument("--mixture", required=True, help="the mixture the shards came from")
-    evaluate.add_argument("--out", required=True, help="work directory (task files, baseline)")
+    evaluate = commands.add_parser(
+        "eval", help="held-out perplexity, lm-eval tasks, a sample; the paper's suites"
+    )
+    model = evaluate.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="a checkpoint or a run directory")
+    model.add_argument("--hf", default="", help="a Hugging Face export (suites only)")
+    evaluate.add_argument("--mixture", default="", help="the mixture the shards came from")
+    evaluate.add_argument("--out", required=True, help="work directory (task files, samples)")
     evaluate.add_argument("--max-tokens", type=int, default=200_000)
     evaluate.add_argument("--limit", type=int, default=100, help="items per task (0: all)")
+    evaluate.add_argument("--suite", default="", help="comma-separated: " + ", ".join(SUITES))
+    evaluate.add_argument("--benchmarks", default="", help="local copies: <dataset>/<split>.jsonl")
+    evaluate.add_argument("--offline", action="store_true", help="never reach the Hub")
+    evaluate.add_argument("--max-gen-toks", type=int, default=0, help="0: each task's own")
     evaluate.set_defaults(func=cmd_eval)
 
     crawls = commands.add_parser("crawls", help="crawl partitions of the Dagster instance")

@@ -14,8 +14,8 @@ DESCRIPTIONS = {
     "sources": "The curated sources: GitHub, Books, ArXiv, StackExchange dumps -> documents.",
     "perplexity_models": "Per language partition: SentencePiece + KenLM 5-gram on Wikipedia text.",
     "crawl": "One crawl partition through CCNet and RedPajama's CommonCrawl processing.",
-    "corpus": "Every processed crawl and source -> global dedup -> mixture -> tokenizer -> "
-    "token shards -> data card.",
+    "corpus": "Every processed crawl and source -> global dedup -> benchmark decontamination -> "
+    "mixture -> tokenizer -> token shards -> data card.",
     "train": "Token shards -> the LLaMA trainer under torchrun, on the training_launcher "
     "resource's backend (local, Slurm, Kubernetes), reporting through Dagster Pipes.",
 }

@@ -11,10 +11,10 @@ automation that brings the corpus up to date, and the choice to retrain on new d
   partition set is what keeps it from requesting a crawl twice. Both check the partitions,
   so running both is redundant, not harmful.
 - `automation_conditions`: evaluates the assets' automation conditions. `deduplicated`,
-  `mixture` and `data_card` are eager: once every crawl partition's `crawl_signatures` is
-  materialized (a new crawl's run finished), they run again, in that order. Without this
-  sensor running (Dagster's own default automation sensor is stopped by default) nothing
-  downstream of a crawl runs by itself.
+  `decontaminated`, `mixture` and `data_card` are eager: once every crawl partition's
+  `crawl_signatures` is materialized (a new crawl's run finished), they run again, in that
+  order. Without this sensor running (Dagster's own default automation sensor is stopped by
+  default) nothing downstream of a crawl runs by itself.
 - Retraining is a deployment's choice, off by default: `LLAMAPIPE_RETRAIN_ON_NEW_DATA` =
   `tokenizer` makes the tokenizer and the token shards eager too, `model` also pre-training,
   evaluation and the export.
@@ -147,8 +147,9 @@ automation_conditions = AutomationConditionSensorDefinition(
     "automation_conditions",
     target=AssetSelection.all(),
     default_status=DefaultSensorStatus.RUNNING if MODE != "off" else DefaultSensorStatus.STOPPED,
-    description="Evaluates the automation conditions: dedup, mixture and data card follow new "
-    "crawls; the tokenizer and the model only with LLAMAPIPE_RETRAIN_ON_NEW_DATA.",
+    description="Evaluates the automation conditions: dedup, decontamination, mixture and "
+    "data card follow new crawls; the tokenizer and the model only with "
+    "LLAMAPIPE_RETRAIN_ON_NEW_DATA.",
 )
 
 

@@ -25,6 +25,12 @@ from sample_world import readme
 from sample_world.arxiv import build_arxiv
 from sample_world.atomic import build_into
 from sample_world.books import build_books
+from sample_world.contamination import (
+    fixtures_fingerprint,
+    plant_article,
+    plant_pages,
+    write_benchmarks,
+)
 from sample_world.crawl import plan_captures, write_crawl, write_jsonl
 from sample_world.debian import REFERENCE_LANGS, fetch_all
 from sample_world.github import build_github
@@ -36,7 +42,7 @@ from sample_world.wiki import CitedPage, choose_cited, write_wiki
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = "6"
+BUILDER_VERSION = "7"
 
 # The curated sources, each in its native dump format, built from real text.
 SOURCES = {
@@ -68,6 +74,8 @@ def _stamp_matches(out_dir: Path, seed: int, max_pages: int | None) -> bool:
         seed,
         max_pages,
     ):
+        return False
+    if stamp.get("benchmarks") != fixtures_fingerprint():
         return False
     return all((out_dir / rel).is_file() for rel in stamp.get("files", {}))
 
@@ -112,6 +120,7 @@ def _build(root: Path, packages: dict, cache_dir: Path, seed: int, max_pages: in
     captures, truncated = plan_captures(
         corpus.crawl, corpus.images, random.Random(f"{seed}:plan"), max_pages
     )
+    contamination = plant_pages(captures)
     crawl_dir = root / "crawls" / "sample"
     rows = write_crawl(captures, truncated, crawl_dir, seed, random.Random(f"{seed}:crawl"))
     write_jsonl(crawl_dir / "boilerplate.jsonl", _boilerplate(captures))
@@ -129,7 +138,14 @@ def _build(root: Path, packages: dict, cache_dir: Path, seed: int, max_pages: in
     }
     licenses = {lang: packages[f"debian-reference-{lang}"].license() for lang in REFERENCE_LANGS}
     wiki_dir = root / "wikipedia"
-    wiki_counts = write_wiki(wiki_dir, corpus.wiki, cited, licenses, wiki_rng)
+    wiki_counts = write_wiki(
+        wiki_dir,
+        corpus.wiki,
+        cited,
+        licenses,
+        wiki_rng,
+        lambda lang, pages: contamination.extend(plant_article(lang, pages)),
+    )
     write_jsonl(
         wiki_dir / "cited_urls.jsonl",
         ({"lang": c.lang, "url": c.url, "title": c.title} for ps in cited.values() for c in ps),
@@ -141,6 +157,7 @@ def _build(root: Path, packages: dict, cache_dir: Path, seed: int, max_pages: in
         shutil.copyfile(packages[name].copyright, lic_dir / f"{name}.copyright")
 
     sources = {name: build(root / name, cache_dir, seed) for name, build in SOURCES.items()}
+    write_benchmarks(root, [*contamination, *sources["stackexchange"]["benchmark_plants"]])
     (root / "README.md").write_text(
         readme.render(
             seed,
@@ -161,6 +178,7 @@ def _build(root: Path, packages: dict, cache_dir: Path, seed: int, max_pages: in
         "builder_version": BUILDER_VERSION,
         "seed": seed,
         "max_pages": max_pages,
+        "benchmarks": fixtures_fingerprint(),
         "packages": {name: packages[name].version for name in sorted(packages)},
         "sources": sources,
         "counts": {

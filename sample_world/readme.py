@@ -101,6 +101,11 @@ version and package versions give the same bytes (`_sample.json` lists every fil
   `response_record_id`, `kind`, `language`, `source`, `duplicate_of`.
 - `wikipedia/<lang>wiki-sample-pages-articles.xml.bz2`: MediaWiki export 0.10;
   `wikipedia/cited_urls.jsonl`: the crawl URLs cited in `<ref>` tags (`lang`, `url`, `title`).
+- `benchmarks/<task>/<split>.jsonl`: the evaluation sets (the fixtures in
+  `sample_world/benchmarks/`, each task's own schema); `contamination.jsonl`: the benchmark
+  items planted in crawl pages, a Wikipedia article and a StackExchange answer, and the page
+  that shares only 12 words with one (`corpus`, `url`, `item` as `task/split/line`, `kind`
+  `contaminated` or `near_miss`).
 
 ## Planted cases
 

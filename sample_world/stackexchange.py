@@ -9,9 +9,12 @@ time, as in the dump, so answers of one question are interleaved with other ques
 Planted for the cleaner, in the largest site: a question whose answer scores 9, 10, 100, -2, 0
 sort differently as strings and as integers, with the 9 accepted; a score tie broken by the
 accepted answer; a question without answers; an answer whose question is missing; a row without
-an Id and a row with a non-integer Score; in another site a tag-wiki post (PostTypeId 4). One
-more site's file is a "billion laughs" entity-expansion attack. There are more sites than the
-sample keeps, so the "largest sites" rule drops some. `stackexchange.jsonl` is the ground truth.
+an Id and a row with a non-integer Score; in another site a tag-wiki post (PostTypeId 4). For
+decontamination, an answer of the largest site's next richest question ends with a HumanEval
+prompt as its code (`contamination.py`): the question keeps its other answers when the prompt
+is cut out. One more site's file is a "billion laughs" entity-expansion attack. There are more
+sites than the sample keeps, so the "largest sites" rule drops some. `stackexchange.jsonl` is
+the ground truth.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urljoin
 
+from sample_world.contamination import ANSWER_PLANT
 from sample_world.debian import PACKAGES, fetch_package
 
 SCORE_SORT_SCORES = (9, 10, 100, -2, 0)  # string order 9 > 100 > 10 > 0 > -2
@@ -182,6 +186,9 @@ def _plant(questions: list[Row]) -> list[Row]:
     _plant_scores(tie, TIE_SCORES, accepted_index=1)
     unanswered = next(q for q in reversed(questions) if q not in (richest, tie))
     unanswered.answers, unanswered.accepted = [], None
+    others = [q for q in questions if q not in (richest, tie, unanswered) and q.answers]
+    quoting = max(others, key=lambda q: (len("".join(a.body for a in q.answers)), q.title))
+    quoting.answers[0].body += "\n" + _benchmark_code()
     last = max(q.created for q in questions)
     body = questions[0].answers[0].body if questions[0].answers else "<p>See the manual.</p>"
     orphan = Row(2, last + timedelta(days=1), body, 3, attrs={"ParentId": "999999"})
@@ -189,6 +196,11 @@ def _plant(questions: list[Row]) -> list[Row]:
     bad_score = Row(2, last + timedelta(days=3), body, 0, question=tie, attrs={"Score": "12a"})
     tie.answers += [no_id, bad_score]
     return [orphan]
+
+
+def _benchmark_code() -> str:
+    """The planted HumanEval prompt as an answer's code block."""
+    return _code_html(html.escape(ANSWER_PLANT.text(), quote=False))
 
 
 def _attrs(row: Row, seed_rng: random.Random) -> dict[str, str]:
@@ -271,6 +283,9 @@ def _truth(site: str, rows: list[Row]) -> dict:
         truth["tie_question"] = tie.post_id
         truth["tie_expected_first"] = tie.accepted.post_id if tie.accepted else None
         truth["unanswered_questions"] = [q.post_id for q in questions if not q.answers]
+        quoting = next(q for q in questions if any(_benchmark_code() in a.body for a in q.answers))
+        url = f"https://{truth['site']}/questions/{quoting.post_id}"
+        truth["benchmark_plants"] = [ANSWER_PLANT.truth("stackexchange", url)]
     return truth
 
 
@@ -301,6 +316,7 @@ def build_stackexchange(out_dir: Path, cache_dir: Path, seed: int) -> dict:
         "posts": sum(t["posts"] for t in truths),
         "questions": sum(t["questions"] for t in truths),
         "posts_by_site": {t["site"]: t["posts"] for t in truths},
+        "benchmark_plants": [plant for t in truths for plant in t.get("benchmark_plants", [])],
         "provenance": [
             {"package": p.name, "version": p.version, "license": p.license()}
             for p in sorted(packages.values(), key=lambda p: p.name)

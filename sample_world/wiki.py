@@ -18,6 +18,7 @@ import bz2
 import hashlib
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -517,12 +518,17 @@ def write_wiki(
     cited: dict[str, list[CitedPage]],
     license_name: dict[str, str],
     rng: random.Random,
+    edit: Callable[[str, list[WikiPage]], None] | None = None,
 ) -> dict[str, dict[str, int]]:
-    """Write ``<lang>wiki-sample-pages-articles.xml.bz2`` per language; return page counts."""
+    """Write ``<lang>wiki-sample-pages-articles.xml.bz2`` per language; return page counts.
+    ``edit(lang, pages)`` may change a language's pages in place before they are exported
+    (after every random draw, so nothing else moves)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     counts: dict[str, dict[str, int]] = {}
     for lang in sorted(docs):
         pages = build_pages(lang, docs[lang], docs, cited.get(lang, []), license_name[lang], rng)
+        if edit is not None:
+            edit(lang, pages)
         xml = export_xml(lang, pages, rng)
         (out_dir / f"{lang}wiki-sample-pages-articles.xml.bz2").write_bytes(bz2.compress(xml, 9))
         counts[lang] = {

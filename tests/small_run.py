@@ -24,6 +24,7 @@ SMALL_RUN = {
     "loader_workers": 0,
     "checkpoint_interval": 40,
     "log_interval": 10,
+    "eval_every": 0,  # held-out curves: tests/test_training_curves.py turns them on
 }
 
 

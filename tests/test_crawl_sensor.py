@@ -278,11 +278,12 @@ def test_schedule_runs_the_same_check(server):
 
 
 def test_corpus_follows_a_new_crawl_and_retraining_is_opt_in():
-    """Eager automation: dedup, mixture and the card run once the new crawl's signatures are
-    in; the tokenizer and the model only when the deployment asks for it."""
+    """Eager automation: dedup, decontamination, mixture and the card run once the new
+    crawl's signatures are in; the tokenizer and the model only when the deployment asks
+    for it."""
     from pipelines.definitions import defs
 
-    corpus = {AssetKey(k) for k in ("deduplicated", "mixture", "data_card")}
+    corpus = {AssetKey(k) for k in ("deduplicated", "decontaminated", "mixture", "data_card")}
     retrain = {AssetKey(k) for k in ("tokenizer", "tokenized_shards")}
     default = Definitions(assets=list(defs.assets), resources=defs.resources)
     retraining = Definitions(

@@ -28,12 +28,16 @@ from training.evaluation.config import results_table
 from training.train import main as train_main
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {
     "max_tokens": 3000,
     "limit": 8,
     "tasks": ["heldout_continuation"],
     "max_new_tokens": 12,
     "device": "cpu",
+    "suites": ["reading"],  # one suite: its table beside the paper's in the metadata
+    "benchmarks": str(REPO / "sample_world" / "benchmarks"),
+    "offline": True,
 }
 
 
@@ -99,6 +103,15 @@ def test_launched_evaluation_reports_what_the_in_process_one_does(world):
     assert launched["report"]["step"] == 30
     # The second evaluation is shown next to the previous one.
     assert "| previous |" in launched["results"].splitlines()[0]
+    # The reading suite's table: RACE-high beside the paper's 7B figure (Table 6) and,
+    # the second time, beside the first evaluation's value.
+    race = in_process["report"]["suites"]["suites"]["reading"]["rows"][0]
+    assert race["status"] == "ok" and race["n"] == 3
+    ours = f"{race['value'] * 100:.1f}"
+    assert (
+        launched["suite reading"].splitlines()[2]
+        == f"RACE-high (0-shot) | acc | {ours} | 46.9 | {ours}"
+    )
 
     # The program ran under torchrun, got its job as config.json, and rank 0 reported once.
     launches = Path(world[0].stage_dir("evaluation", "all"), "launches")

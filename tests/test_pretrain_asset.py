@@ -118,6 +118,8 @@ def test_the_defaults_are_the_papers_7b_run():
     assert (run.adam_beta1, run.adam_beta2, run.weight_decay, run.grad_clip) == (0.9, 0.95, 0.1, 1)
     assert run.activation_checkpointing == "selective" and run.compile
     assert run.micro_batch_size == 2 and run.grad_accum(dp_ranks=256) == 4
+    # Held-out curves on by default (the paper gives no interval: docs/TRAINING.md).
+    assert (run.eval_every, run.eval_tokens, run.eval_mixture) == (500, 1_048_576, "")
     assert build_optimizer(torch.nn.Linear(2, 2), lr=1.0).defaults["betas"] == (0.9, 0.95)
     # Choosing a preset chooses its Table 2 row.
     big = train_config(PretrainConfig(model="33B"), "data", "out")
@@ -134,4 +136,5 @@ def test_sample_run_config_is_valid_for_the_train_job():
         "tiny", "cpu", False, "off"
     )  # fmt: skip
     assert run.max_steps <= 300 and run.warmup_steps < run.max_steps
+    assert run.max_steps // run.eval_every >= 4  # several points on the held-out curves
     assert run.grad_accum(dp_ranks=1) == 2 and run.grad_accum(dp_ranks=2) == 1

@@ -17,6 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance
 
+from curation.decontamination.benchmarks import BenchmarkIndex
+from curation.decontamination.matcher import find_overlap
+from curation.decontamination.ngrams import tokens, window_hashes
+from sample_world.contamination import Plant
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
@@ -39,6 +44,8 @@ EXTRA_CHECKS = {
     *((source, "rules_hold_on_output") for source in SOURCES[1:]),
     ("deduplicated", "removals_are_near_copies"),
     ("deduplicated", "planted_duplicates_collapsed"),
+    ("decontaminated", "benchmarks_indexed"),
+    ("decontaminated", "planted_benchmarks_caught"),
     ("mixture", "shares_on_plan"),
     ("tokenizer", "digits_split"),
     ("tokenizer", "unicode_round_trips"),
@@ -83,7 +90,15 @@ def test_every_stage_conserves_counts_and_its_checks_pass(materialized):
                 results[(check.asset_key.path[0], check.check_name)] = check.passed
         stage_checks = {
             (stage, check)
-            for stage in [*STAGES, "c4_language", "c4", *SOURCES, "deduplicated", "mixture"]
+            for stage in [
+                *STAGES,
+                "c4_language",
+                "c4",
+                *SOURCES,
+                "deduplicated",
+                "decontaminated",
+                "mixture",
+            ]
             for check in ["counts_conserve", "output_schema"]
         }
         assert results == {key: True for key in stage_checks | EXTRA_CHECKS}
@@ -253,3 +268,22 @@ def test_stages_log_their_progress_and_status_reports_the_counts(materialized):
             sum(counts["dropped"].values()),
         ]
     assert "crawl partitions: 1 registered; without documents: -" in result.stdout
+
+
+def test_no_planted_benchmark_item_reaches_the_mixture(materialized, sample_world):
+    """The items planted in crawl pages, a Wikipedia article and a StackExchange answer are
+    cut out before the mixture; lm-eval's overlap report lists them beside the partition."""
+    _, stages = materialized
+    lines = (sample_world / "contamination.jsonl").read_text().splitlines()
+    planted = [row for row in map(json.loads, lines) if row["kind"] == "contaminated"]
+    index = BenchmarkIndex.build(
+        (code, window_hashes(tokens(Plant(row["item"]).text()))) for code, row in enumerate(planted)
+    )
+    mixed = rows(stages / "mixture" / "all")
+    assert mixed and not [r["url"] for r in mixed if find_overlap(index, r["text"], 13)]
+    report = stages / "decontaminated" / "all.overlaps"
+    found = json.loads((report / "overlaps.json").read_text())
+    for row in planted:
+        task, split, line = row["item"].split("/")
+        assert int(line) in found[f"{task}/{split}"]
+        assert (report / "data" / task / f"{split}_13grams_limitNone.overlaps").exists()

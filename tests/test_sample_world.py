@@ -25,6 +25,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from curation.commoncrawl.langid import BUNDLED_MODEL, load_model, resolve_model_path
 from sample_world.build import build_sample_world
+from sample_world.contamination import FIXTURES, WIKI_LANGUAGE, Plant
 from sample_world.debian import PACKAGES
 
 CACHE = Path(__file__).parents[1] / ".cache" / "debian"
@@ -354,6 +355,29 @@ def test_wikipedia_export(world: Path, planted: list[dict]) -> None:
         assert in_crawl == listed
         share = len(listed) / len(page_urls[lang])
         assert 0.25 <= share <= 0.35
+
+
+def test_benchmark_items_are_planted(world: Path, planted: list[dict], wet_records: dict) -> None:
+    """Three crawl pages quote their item, a fourth only the first 12 words of one, a
+    Wikipedia article and a StackExchange answer quote theirs; the evaluation sets ship too."""
+    lines = (world / "contamination.jsonl").read_text(encoding="utf-8").splitlines()
+    truth = [json.loads(line) for line in lines]
+    assert Counter((r["corpus"], r["kind"]) for r in truth) == {
+        ("crawl", "contaminated"): 3,
+        ("crawl", "near_miss"): 1,
+        ("wikipedia", "contaminated"): 1,
+        ("stackexchange", "contaminated"): 1,
+    }
+    texts, ids = _wet_texts(wet_records), {r["url"]: r["response_record_id"] for r in planted}
+    for row in (r for r in truth if r["corpus"] == "crawl"):
+        assert Plant(row["item"], row["kind"]).text() in texts[ids[row["url"]]].decode(), row
+    [article] = [r for r in truth if r["corpus"] == "wikipedia"]
+    pages = _wiki_pages(world / "wikipedia" / f"{WIKI_LANGUAGE}wiki-sample-pages-articles.xml.bz2")
+    title = article["url"].rsplit("/", 1)[1].replace("_", " ")
+    assert Plant(article["item"]).text() in next(p["text"] for p in pages if p["title"] == title)
+    for fixture in FIXTURES.glob("*/*.jsonl"):
+        shipped = world / "benchmarks" / fixture.relative_to(FIXTURES)
+        assert shipped.read_bytes() == fixture.read_bytes()
 
 
 def _tree_bytes(root: Path) -> dict[str, str]:

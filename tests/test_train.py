@@ -149,6 +149,10 @@ def test_config_json_round_trip_and_errors():
     assert TrainConfig(seq_len=64, micro_batch_size=2, global_batch_tokens=512).grad_accum(2) == 2
     with pytest.raises(ValueError, match="unknown model preset"):
         TrainConfig(model="7b")
+    with pytest.raises(ValueError, match="eval_every must be >= 0"):
+        TrainConfig(eval_every=-1)
+    with pytest.raises(ValueError, match="eval_tokens must be >= 1"):
+        TrainConfig(eval_tokens=0)
     with pytest.raises(ValueError, match="set one"):
         TrainConfig(global_batch_tokens=0)  # no batch size to derive max_steps from
     with pytest.raises(ValueError, match="warmup_steps 2000 exceeds max_steps 43"):

@@ -12,7 +12,9 @@ section 2.4's efficiency: selective activation checkpointing, compiled blocks. T
 depend on the model shape and are derived from its `RECIPES` row when 0 (`resolve`): the peak
 learning rate, the step count (the row's training tokens / `global_batch_tokens`) and the
 micro-batch size. So `model: 33B` alone is the paper's 33B run: 1.5e-4 over 1.4T tokens.
-A small run states its own values: pipelines/sample/train.yaml is the demo's.
+A small run states its own values: pipelines/sample/train.yaml is the demo's. Held-out
+curves during training (`eval_*`) are on by default, every 500 steps: the paper follows its
+models during training (Figures 1 and 2) without saying how often it measured them.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ _LOWER_BOUNDS = {
     **dict.fromkeys(("tensor_parallel", "data_parallel_replicate"), 1),
     **dict.fromkeys(("vocab_size", "global_batch_tokens", "warmup_steps", "loader_workers"), 0),
     **dict.fromkeys(("micro_batch_size", "max_steps", "lr"), 0),  # 0: derived
+    "eval_every": 0,  # 0: no held-out evaluation
+    "eval_tokens": 1,
 }
 
 
@@ -93,6 +97,10 @@ class TrainConfig:
     tensor_parallel: int = 1  # TP + sequence parallel degree, within a node (training/mesh.py)
     data_parallel_replicate: int = 1  # HSDP replicas; 1: plain FSDP over all data ranks
     float8: bool = False  # torchao float8 linears (H100-class GPUs); the default is bf16
+    # Held-out curves (docs/TRAINING.md): loss on the validation split during training.
+    eval_every: int = 500  # steps between evaluations, plus one at the last step; 0: none
+    eval_tokens: int = 1_048_576  # targets scored per evaluation, split evenly among corpora
+    eval_mixture: str = ""  # the mixture the shards were made from: per-corpus curves; "": total
 
     def __post_init__(self) -> None:
         if self.model not in RECIPES:

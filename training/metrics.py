@@ -1,9 +1,16 @@
 """Where training progress goes: `metrics.jsonl`, TensorBoard, the terminal and Dagster Pipes.
 
-Only rank 0 writes. One record per log interval, the same fields in every sink:
+Only rank 0 writes. One record per log interval, and one at every held-out evaluation, the
+same fields in every sink:
 
     step, loss (mean over the interval's applied steps), lr, grad_norm (last step), tokens_per_s,
     mfu (null off GPU), tokens_seen, skipped_steps, epoch
+
+and, at a step that evaluated (training/evaluation/heldout.py `TrainingCurves`), `heldout`:
+loss, perplexity, bits_per_byte (null for shards without a tokenizer), tokens, bytes,
+documents, seconds, and `per_corpus` {corpus: the same} when the documents are labelled.
+TensorBoard shows them as `heldout/<key>` and `heldout/<corpus>/<key>`, the training fields as
+`train/<key>`.
 
 MFU follows DESIGN section 6: flops/token (`LlamaConfig.flops_per_token`) x tokens/s over the
 dense bf16 peak of the job's devices.
@@ -54,7 +61,29 @@ def progress_line(record: dict, max_steps: int) -> str:
         f"lr {record['lr']:.2e} | grad norm {num(record['grad_norm'], '.3f')} | "
         f"{record['tokens_per_s']:,.0f} tok/s | mfu {mfu_text} | "
         f"tokens {record['tokens_seen']:,} | skipped {record['skipped_steps']}"
+        + heldout_text(record.get("heldout"))
     )
+
+
+def heldout_text(heldout: dict | None) -> str:
+    """The progress line's held-out part, e.g. ` | held-out loss 3.4567 (c4 3.61, github
+    2.10)`; empty at a step that did not evaluate."""
+    if not heldout:
+        return ""
+    per_corpus = heldout.get("per_corpus", {})
+    corpora = ", ".join(f"{name} {values['loss']:.2f}" for name, values in per_corpus.items())
+    return f" | held-out loss {heldout['loss']:.4f}" + (f" ({corpora})" if corpora else "")
+
+
+def tensorboard_scalars(record: dict) -> dict[str, float]:
+    """A record's numbers by TensorBoard tag: `train/<key>`, and for a held-out evaluation
+    `heldout/<key>` and `heldout/<corpus>/<key>`, so all held-out curves are in one section."""
+    heldout = record.get("heldout") or {}
+    scalars = {f"train/{k}": v for k, v in record.items() if k not in ("step", "heldout")}
+    scalars |= {f"heldout/{k}": v for k, v in heldout.items() if k != "per_corpus"}
+    for corpus, values in heldout.get("per_corpus", {}).items():
+        scalars |= {f"heldout/{corpus}/{k}": v for k, v in values.items()}
+    return {tag: value for tag, value in scalars.items() if value is not None}
 
 
 class MetricsLogger:
@@ -79,9 +108,8 @@ class MetricsLogger:
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         if self.tensorboard is not None:
-            for key, value in record.items():
-                if key != "step" and value is not None:
-                    self.tensorboard.add_scalar(f"train/{key}", value, record["step"])
+            for tag, value in tensorboard_scalars(record).items():
+                self.tensorboard.add_scalar(tag, value, record["step"])
         self.echo(progress_line(record, self.max_steps))
 
     def close(self) -> None:

@@ -43,6 +43,12 @@ Dagster Pipes: when launched by Dagster (DAGSTER_PIPES_CONTEXT set), rank 0 alon
 channel, sends progress lines as Pipes logs and, on completion, reports the materialization
 with the final metrics. Other ranks never open it.
 
+Held-out curves: every `eval_every` steps and at the last, all ranks score the validation split
+together (training/evaluation/heldout.py `TrainingCurves`); that step's record carries it.
+
+Long because the run loop and its ways out (completion, preemption, divergence) and in (resume)
+are one state machine over the same counters, checked best when read in one place.
+
 Output directory: checkpoints/ (see training/checkpoint.py), metrics.jsonl and tensorboard/
 (training/metrics.py), and result.json, written by rank 0 when the process ends its run:
 status (completed | preempted | diverged), steps, final_loss (of the last applied step),
@@ -75,6 +81,7 @@ from model import Llama, LlamaConfig
 from training.checkpoint import Location, latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.data import LoaderConfig, TokenLoader, shards_manifest
+from training.evaluation.heldout import Ranks, TrainingCurves
 from training.mesh import MeshShape
 from training.metrics import MetricsLogger, mfu, peak_flops
 from training.optim import build_optimizer, build_scheduler
@@ -275,6 +282,9 @@ class Trainer:
             initialize_weights(self.model, config.seed)
         else:
             self._resume(self.checkpoint)
+        mesh = runtime.mesh
+        ranks = Ranks(runtime.dp_rank, mesh.dp, runtime.rank % mesh.tp, mesh.tp)
+        self.curves = TrainingCurves(config, manifest, ranks, echo)
         self.flops_per_token = self.model_config.flops_per_token(config.seq_len)
         self.peak = peak_flops(runtime.device)
         self.session = Meter()  # throughput of this process's steps after its first
@@ -343,7 +353,10 @@ class Trainer:
         self.scheduler.step()
         return loss, norm, stop_votes > 0
 
-    def record(self, window: Meter, lr: float, grad_norm: float) -> dict:
+    def record(
+        self, window: Meter, lr: float, grad_norm: float, heldout: dict | None = None
+    ) -> dict:
+        """The step's metrics record; `heldout` when the step evaluated."""
         tokens_per_s = window.tokens_per_s
         return {
             "step": self.state.step,
@@ -355,6 +368,7 @@ class Trainer:
             "tokens_seen": self.state.tokens_seen,
             "skipped_steps": self.state.skipped_steps,
             "epoch": self.loader.epoch,
+            **({"heldout": heldout} if heldout else {}),
         }
 
     def mfu(self, tokens_per_s: float | None) -> float | None:
@@ -411,9 +425,13 @@ class Trainer:
 
                 diverged = bad_streak >= config.max_bad_steps
                 done = state.step == config.max_steps
-                if state.step % config.log_interval == 0 or done or preempted or diverged:
+                heldout = None
+                if not (preempted or diverged) and self.curves.due(state.step, done):
+                    heldout = self.curves.evaluate(self.model, self.autocast)
+                logged = state.step % config.log_interval == 0 or done or preempted or diverged
+                if logged or heldout:
                     if logger:
-                        logger.log(self.record(window, lr, grad_norm))
+                        logger.log(self.record(window, lr, grad_norm, heldout))
                     window = Meter()
                 if diverged:
                     error = (

@@ -89,6 +89,7 @@ def build_card(
     ]:
         _histogram_sections(card, title, [s for s in stages if s.asset == asset], name)
     _dedup(card, [s for s in stages if s.asset == "deduplicated"])
+    _decontamination(card, [s for s in stages if s.asset == "decontaminated"])
     if mixture is not None:
         mixture_section(card, mixture)
     if tokens:
@@ -218,6 +219,47 @@ def _dedup(card: Card, stages: Sequence[StageOutput]) -> None:
                 continue
             rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:25]
             card.add(f"### {name}", "", _table([name, "count"], rows))
+
+
+def _benchmark_totals(sets: Sequence[Mapping]) -> dict[str, list[int]]:
+    """Per task (a split's set name before the `/`): items, items too short to check, items
+    found in the corpus."""
+    totals: dict[str, list[int]] = {}
+    for row in sets:
+        task = totals.setdefault(row["set"].split("/")[0], [0, 0, 0])
+        task[0] += row["items"]
+        task[1] += row["items_without_ngram"]
+        task[2] += len(row["contaminated"])
+    return totals
+
+
+def _decontamination(card: Card, stages: Sequence[StageOutput]) -> None:
+    """Which benchmarks the corpus held, in which corpora, and what was done about it: what
+    a reader of the evaluation numbers needs to know."""
+    for s in stages:
+        summary, hist, config = s.manifest.summary, s.manifest.histograms, s.manifest.config
+        totals = _benchmark_totals(summary.get("sets", []))
+        documents = hist.get("overlap_by_benchmark", {})
+        found = [[t, *n, documents.get(t, 0)] for t, n in sorted(totals.items()) if n[2]]
+        clean = [n[0] for n in totals.values() if not n[2]]
+        outcome = ", ".join(f"{k} {v}" for k, v in sorted(hist.get("overlap_outcome", {}).items()))
+        lines = [
+            f"## Benchmark decontamination: {s.label}",
+            "",
+            f"{config.get('ngram_size')}-gram overlaps with the evaluation sets in "
+            f"`{config.get('benchmarks')}`, policy `{config.get('policy')}`; documents: "
+            f"{outcome or 'none overlapped'}.",
+        ]
+        if summary.get("warning"):
+            lines += ["", f"⚠ {summary['warning']}"]
+        header = ["benchmark", "items", "too short to check", "items found", "documents"]
+        lines += ["", _table(header, found) if found else "No evaluation item was found."]
+        if clean:
+            lines += ["", f"Not found: {len(clean)} more benchmarks ({sum(clean)} items)."]
+        if documents:
+            by_corpus = sorted(hist.get("overlap_by_corpus", {}).items())
+            lines += ["", _table(["corpus", "documents with an overlap"], by_corpus)]
+        card.add(*lines)
 
 
 def mixture_section(card: Card, mixture: Manifest) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from training.evaluation.offline_tasks import CONTINUATION_TASK, ROLLING_TASK
+from training.evaluation.suites import SUITES
 
 if TYPE_CHECKING:
     import torch
@@ -32,6 +33,10 @@ class EvaluationConfig:
     seed: int = 0
     extra_task_paths: tuple[str, ...] = field(default=())
     device: str = ""  # "": cuda when there is one, else cpu
+    suites: tuple[str, ...] = tuple(SUITES)  # the paper's tables (suites.py); () for none
+    benchmarks: str = ""  # local copies of the benchmarks, <dataset>/<split>.jsonl
+    offline: bool = False  # never reach the Hub: a task without a local copy is unavailable
+    max_gen_toks: int = 0  # cap on generated tokens per suite item (0: each task's own)
 
     @property
     def torch_device(self) -> torch.device:
@@ -60,7 +65,7 @@ class EvaluationJob:
     def load(cls, path: str | Path) -> EvaluationJob:
         values = json.loads(Path(path).read_text())
         settings = values.pop("config", {})
-        for key in ("tasks", "extra_task_paths"):
+        for key in ("tasks", "extra_task_paths", "suites"):
             if key in settings:
                 settings[key] = tuple(settings[key])
         return cls(

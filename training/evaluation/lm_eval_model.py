@@ -167,7 +167,9 @@ class LlamapipeLM(TemplateLM):
             kwargs = dict(requests[indices[0]].args[1])
             until = kwargs.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
-            max_new = int(kwargs.get("max_gen_toks", 256))
+            # A task may ask for more tokens than a small model's context holds (HumanEval
+            # asks 1024): at most half the context, the rest for the prompt.
+            max_new = min(int(kwargs.get("max_gen_toks", 256)), self.max_length // 2)
             sampled = kwargs.get("do_sample", False) and float(kwargs.get("temperature", 0)) > 0
             sampling = Sampling(
                 max_new_tokens=max_new,

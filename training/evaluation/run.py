@@ -3,8 +3,8 @@
 Held-out perplexity and bits per byte on the validation shards (in total and per corpus), the
 same for an untrained model of the same configuration (the floor a trained model must beat),
 lm-evaluation-harness on tasks built from held-out documents (offline, so CI runs the harness
-for real; `tasks` adds the paper's when the machine reaches their datasets), and one greedy
-continuation of a prompt.
+for real), one greedy continuation of a prompt, and the paper's suites (`suites`: one per
+table, on the real datasets or local copies, training/evaluation/suite_run.py).
 
 Two ways to run it, one code path: in the caller's process (`evaluate_run`; right for the
 small models of a laptop or CI), or as its own program, `python -m training.evaluation.run
@@ -32,6 +32,8 @@ from training.checkpoint import load_model, save_model, tokenizer_of
 from training.evaluation.config import EvaluationConfig, EvaluationJob, headline, write_report
 from training.evaluation.heldout import heldout_metrics, labelled_validation_documents
 from training.evaluation.offline_tasks import write_offline_tasks
+from training.evaluation.suite_run import SuiteSettings, run_suites
+from training.evaluation.suites import suites_named
 
 
 def _untrained(model: Llama, seed: int) -> Llama:
@@ -102,7 +104,23 @@ def evaluate_run(
             "tasks": _harness(checkpoint, config, tasks_dir),
         }
     report["sample"] = _sample(model, tokenizer_of(state), config)
+    if config.suites:
+        report["suites"] = run_suites(
+            run, suites_named(config.suites), work / "suites", suite_settings(config)
+        )
     return report
+
+
+def suite_settings(config: EvaluationConfig) -> SuiteSettings:
+    return SuiteSettings(
+        benchmarks=config.benchmarks,
+        offline=config.offline,
+        limit=config.limit,
+        batch_size=config.batch_size,
+        max_gen_toks=config.max_gen_toks,
+        device=config.device,
+        seed=config.seed,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ own program on the `training_launcher` resource's backend, on the accelerators a
 needs (local torchrun, Slurm or Kubernetes, exactly as `pretrain` is launched).
 """
 
+import dataclasses
 import os
 import posixpath
 from pathlib import Path
@@ -29,6 +30,7 @@ from assets.stage_assets import asset_args
 from assets.training import POOL
 from curation.core.inputs import partition_shards
 from curation.core.storage import cache_dir
+from curation.decontamination.report import JSON_FILE, report_dir
 from curation.recipe import BEATS_UNTRAINED, step
 from training.evaluation.config import (
     REPORT_FILE,
@@ -110,6 +112,18 @@ EvaluationAssetConfig = config_class(
 )
 
 
+def with_overlap_report(settings: EvaluationConfig, data_root: DataRoot) -> EvaluationConfig:
+    """The decontaminated stage's overlap report marks the suites' items, unless the config
+    names another; without one the rows are not marked."""
+    if settings.contamination:
+        return settings
+    storage = data_root.storage()
+    report = report_dir(data_root.output("decontaminated"))
+    if not storage.exists(posixpath.join(report, JSON_FILE)):
+        return settings
+    return dataclasses.replace(settings, contamination=storage.uri(report))
+
+
 def _suite_metadata(report: dict, previous: dict) -> dict:
     """One table per suite (`suite common_sense`, ...): ours, the paper's, the previous run's."""
     suites = report.get("suites")
@@ -151,10 +165,7 @@ def evaluation(
         checkpoint=latest_checkpoint_of_pretrain(context),
         mixture_parts=tuple(mixture),
         work_dir=work_dir(data_root),
-        config=build(
-            EvaluationConfig,
-            config,
-        ),
+        config=with_overlap_report(build(EvaluationConfig, config), data_root),
     )
     if config.runner == "launcher":
         launch_dir = posixpath.join(job.work_dir, "launches", context.run.run_id)

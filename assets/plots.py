@@ -90,6 +90,28 @@ def _log_bins(data: Sequence[float]) -> list[float]:
     return [low * ratio**i for i in range(31)]
 
 
+def suite_curves(points: Sequence[dict], title: str):
+    """The paper's suites over training tokens (its Figure 2): one line per measured row of
+    every suite, a point per checkpoint evaluated (the trainer's `suites.jsonl`)."""
+    figure, axis = plt.subplots(figsize=(7, 3.6))
+    lines: dict[str, list[tuple[int, float]]] = {}
+    for point in points:
+        for suite in point["suites"].values():
+            for row in suite["rows"]:
+                if row["status"] == "ok":
+                    label = f"{row['row']} ({row['shots']}-shot)"
+                    lines.setdefault(label, []).append((point["tokens_seen"], row["value"]))
+    for label, values in sorted(lines.items()):
+        axis.plot(*zip(*values, strict=True), "o-", label=label)
+    axis.xaxis.set_major_formatter(EngFormatter())
+    axis.set_xlabel("training tokens")
+    axis.set_ylabel("score")
+    axis.legend(fontsize=7, ncol=2)
+    axis.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
 def heldout_curves(records: Sequence[dict], title: str):
     """Held-out loss over training tokens, the shape of the paper's Figures 1 and 2 (training
     loss and benchmarks over training tokens): one line for all held-out documents and one per

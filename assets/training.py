@@ -34,7 +34,8 @@ from curation.core.figures import plt
 from curation.core.storage import Storage, cache_dir
 from curation.recipe import LOSS_DECREASED, step
 from training.config import TrainConfig
-from training.run_files import METRICS_FILE, RESULT_FILE
+from training.evaluation.paper import suite_tables
+from training.run_files import METRICS_FILE, RESULT_FILE, SUITES_FILE
 
 POOL = "gpu"
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # one directory level, no "..", no "/"
@@ -150,6 +151,25 @@ def heldout_metadata(records: Sequence[dict], storage: Storage, run_dir: str, ti
     }
 
 
+def suite_metadata(storage: Storage, run_dir: str, title: str) -> dict:
+    """The suites evaluated at the run's checkpoints (`eval_suites`): their curves over training
+    tokens (PNG) and the last checkpoint's tables beside the paper's; nothing when none ran."""
+    path = posixpath.join(run_dir, SUITES_FILE)
+    if not storage.exists(path):
+        return {}
+    points = [json.loads(line) for line in storage.read_bytes(path).decode().splitlines()]
+    last = points[-1]
+    tables = suite_tables(last["suites"], last["paper_size"])
+    figure = plots.suite_curves(points, title)
+    return {
+        "suite_curve": plots.save_png(figure, storage, run_dir, "suites"),
+        **{
+            f"suite {name} at step {last['step']}": MetadataValue.md(table)
+            for name, table in tables.items()
+        },
+    }
+
+
 def _reported_metadata(launch: Launch) -> dict:
     """What rank 0 reported with `report_asset_materialization`, as asset metadata."""
     metadata: dict = {}
@@ -230,6 +250,7 @@ def pretrain(
                 loss_figure(records, f"pretrain: {train.model}"), storage, run_dir, "loss"
             ),
             **heldout_metadata(records, storage, run_dir, f"pretrain: {train.model}, held out"),
+            **suite_metadata(storage, run_dir, f"pretrain: {train.model}, suites"),
             "launch": MetadataValue.json(
                 {
                     "backend": launch.backend,

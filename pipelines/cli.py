@@ -354,6 +354,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         benchmarks=args.benchmarks,
         offline=args.offline,
         max_gen_toks=args.max_gen_toks,
+        contamination=args.contamination,
     )
     out = os.path.abspath(args.out)
     if args.mixture and args.hf:
@@ -828,6 +829,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--benchmarks", default="", help="local copies: <dataset>/<split>.jsonl")
     evaluate.add_argument("--offline", action="store_true", help="never reach the Hub")
     evaluate.add_argument("--max-gen-toks", type=int, default=0, help="0: each task's own")
+    evaluate.add_argument(
+        "--contamination", default="", help="an overlap report (stages/decontaminated/*.overlaps)"
+    )
     evaluate.set_defaults(func=cmd_eval)
 
     crawls = commands.add_parser("crawls", help="crawl partitions of the Dagster instance")

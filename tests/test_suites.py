@@ -248,3 +248,55 @@ def test_the_cli_gives_the_export_the_checkpoints_numbers(run_dir, every_suite, 
     for suite in suites_named(DONE_WHEN):
         assert f"{suite.name} (paper 7B)\n{native[suite.name]}\n" in result.stdout
     assert "BoolQ (0-shot) | acc | " in result.stdout and " | 76.5 | " in result.stdout
+
+
+def test_suites_during_training_follow_each_checkpoint(run_dir, tmp_path):
+    """`eval_suites`: every checkpoint's suite rows in `suites.jsonl`, each equal to the suite
+    run on that checkpoint afterwards, and the `pretrain` metadata's curve and table."""
+    from small_run import small_run
+
+    from assets.training import suite_metadata
+    from curation.core.storage import Storage
+    from training.train import main as train_main
+
+    config = small_run(
+        run_dir / "shards", tmp_path / "run", max_steps=20, checkpoint_interval=10,
+        eval_suites="reading", eval_benchmarks=str(FIXTURES), eval_suite_limit=0,
+    )  # fmt: skip
+    (tmp_path / "run.json").write_text(config.to_json())
+    assert train_main(["--config", str(tmp_path / "run.json")]) == 0
+    lines = (tmp_path / "run" / "suites.jsonl").read_text().splitlines()
+    points = [json.loads(line) for line in lines]
+    assert [(p["step"], p["tokens_seen"]) for p in points] == [(10, 5120), (20, 10240)]
+    for point in points:
+        checkpoint = tmp_path / "run" / "checkpoints" / f"step-{point['step']:07d}"
+        again = run_suites(str(checkpoint), suites_named("reading"), tmp_path / "again", SETTINGS)
+        assert point["suites"] == again["suites"]
+    metadata = suite_metadata(Storage(str(tmp_path)), str(tmp_path / "run"), "suites")
+    assert "suites.png" in metadata["suite_curve"].value
+    assert "RACE-high (0-shot) | acc |" in metadata["suite reading at step 20"].value
+
+
+def test_an_overlap_report_marks_the_items_the_corpus_held(run_dir, tmp_path):
+    """With the decontaminated stage's report, a row counts the items the training corpus
+    held and gives its value without them; a set the report lacks, or a task whose documents
+    are not the copy's lines (winogender's per-gender filter), says so instead."""
+    report = tmp_path / "all.overlaps"
+    report.mkdir()
+    overlaps = {"boolq/validation": [0, 3], "winogender/test": [0]}
+    (report / "overlaps.json").write_text(json.dumps(overlaps))
+    suite = Suite("t", "Tables 3, 13", (
+        Task("boolq", "BoolQ", "acc"), Task("piqa", "PIQA", "acc_norm"),
+        Task("winogender_female", "her", "acc", data="winogender"),
+    ))  # fmt: skip
+    settings = SuiteSettings(**{**SETTINGS.__dict__, "contamination": str(report)})
+    result = run_suites(str(run_dir / "run"), [suite], tmp_path / "work", settings)
+    boolq, piqa, female = result["suites"]["t"]["rows"]
+    items = samples(tmp_path, "boolq", 0, where="work")
+    clean = [item["acc"] for item in items if item["doc_id"] not in (0, 3)]
+    assert boolq["contaminated"] == 2 and boolq["clean_value"] == sum(clean) / 2
+    assert piqa["contamination"] == "not checked: the report has no piqa/validation"
+    assert female["contamination"] == "not matched: 2 documents, 6 lines in test.jsonl"
+    table = suite_tables(result["suites"], "7B")["t"].splitlines()
+    assert table[0].endswith("| without items the corpus held")
+    assert table[2].endswith(f"| {100 * boolq['clean_value']:.1f} (2 held)")

@@ -62,6 +62,7 @@ _LOWER_BOUNDS = {
     **dict.fromkeys(("micro_batch_size", "max_steps", "lr"), 0),  # 0: derived
     "eval_every": 0,  # 0: no held-out evaluation
     "eval_tokens": 1,
+    "eval_suite_limit": 0,  # 0: every item
 }
 
 
@@ -101,6 +102,9 @@ class TrainConfig:
     eval_every: int = 500  # steps between evaluations, plus one at the last step; 0: none
     eval_tokens: int = 1_048_576  # targets scored per evaluation, split evenly among corpora
     eval_mixture: str = ""  # the mixture the shards were made from: per-corpus curves; "": total
+    eval_suites: str = ""  # the paper's suites at every checkpoint, e.g. "common_sense"; "": none
+    eval_benchmarks: str = ""  # their local copies (<dataset>/<split>.jsonl); "": the Hub
+    eval_suite_limit: int = 100  # items per suite task (0: all)
 
     def __post_init__(self) -> None:
         if self.model not in RECIPES:

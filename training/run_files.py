@@ -19,6 +19,7 @@ from curation.core.storage import Storage, cache_dir
 
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
+SUITES_FILE = "suites.jsonl"  # the paper's suites at each checkpoint (`eval_suites`)
 
 
 class RunFiles:

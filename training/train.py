@@ -45,6 +45,8 @@ with the final metrics. Other ranks never open it.
 
 Held-out curves: every `eval_every` steps and at the last, all ranks score the validation split
 together (training/evaluation/heldout.py `TrainingCurves`); that step's record carries it.
+With `eval_suites`, rank 0 also runs the paper's suites on every checkpoint it writes
+(training/evaluation/suite_curves.py), into `suites.jsonl`.
 
 Long because the run loop and its ways out (completion, preemption, divergence) and in (resume)
 are one state machine over the same counters, checked best when read in one place.
@@ -82,6 +84,7 @@ from training.checkpoint import Location, latest_checkpoint, load_checkpoint, sa
 from training.config import TrainConfig
 from training.data import LoaderConfig, TokenLoader, shards_manifest
 from training.evaluation.heldout import Ranks, TrainingCurves
+from training.evaluation.suite_curves import SuiteCurves
 from training.mesh import MeshShape
 from training.metrics import MetricsLogger, mfu, peak_flops
 from training.optim import build_optimizer, build_scheduler
@@ -285,6 +288,7 @@ class Trainer:
         mesh = runtime.mesh
         ranks = Ranks(runtime.dp_rank, mesh.dp, runtime.rank % mesh.tp, mesh.tp)
         self.curves = TrainingCurves(config, manifest, ranks, echo)
+        self.suite_curves = SuiteCurves(config, self.main, self.files.local, runtime.device)
         self.flops_per_token = self.model_config.flops_per_token(config.seq_len)
         self.peak = peak_flops(runtime.device)
         self.session = Meter()  # throughput of this process's steps after its first
@@ -443,6 +447,8 @@ class Trainer:
                     raise TrainingDiverged(error)
                 if done or preempted or state.step % config.checkpoint_interval == 0:
                     self.save()
+                    if not preempted:
+                        self.suite_curves.evaluate(self.checkpoint, state.step, state.tokens_seen)
                 if preempted:
                     status = "preempted"
                     break

@@ -37,6 +37,7 @@ class EvaluationConfig:
     benchmarks: str = ""  # local copies of the benchmarks, <dataset>/<split>.jsonl
     offline: bool = False  # never reach the Hub: a task without a local copy is unavailable
     max_gen_toks: int = 0  # cap on generated tokens per suite item (0: each task's own)
+    contamination: str = ""  # overlap report marking suite items ("": decontaminated's, if any)
 
     @property
     def torch_device(self) -> torch.device:

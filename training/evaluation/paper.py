@@ -48,14 +48,17 @@ def nearest_size(parameters: int) -> str:
 
 def suite_tables(suites: dict, size: str, previous: dict | None = None) -> dict[str, str]:
     """One markdown table per suite: each row's value, the paper's at `size` and the previous
-    evaluation's; an unavailable row says why instead of showing a number."""
+    evaluation's; an unavailable row says why instead of showing a number. With an overlap
+    report, a last column: the value without the items the training corpus held."""
     numbers = paper_numbers()
     tables = {}
     for name, suite in suites.items():
         before = {_key(r): r for r in (previous or {}).get(name, {}).get("rows", [])}
+        marked = any("contaminated" in r or "contamination" in r for r in suite["rows"])
         lines = [
-            f"{suite['table']} | metric | ours | paper {size} | previous",
-            "---|---|---:|---:|---:",
+            f"{suite['table']} | metric | ours | paper {size} | previous"
+            + (" | without items the corpus held" if marked else ""),
+            "---|---|---:|---:|---:" + ("|---:" if marked else ""),
         ]
         for row in suite["rows"]:
             paper = numbers.get((row["task"], row["metric"], row["shots"], size))
@@ -68,11 +71,19 @@ def suite_tables(suites: dict, size: str, previous: dict | None = None) -> dict[
             lines.append(
                 f"{label} | {row['metric']} | {_ours(paper, row['value'])} | {_paper(paper)} | "
                 f"{_ours(paper, old['value']) if old.get('status') == 'ok' else ''}"
+                + (f" | {_clean(paper, row)}" if marked else "")
             )
         shown = [numbers.get((r["task"], r["metric"], r["shots"], size)) for r in suite["rows"]]
         notes = sorted({f"{n.row}: {n.note}" for n in shown if n and n.note})
         tables[name] = "\n".join(lines + ([""] + [f"paper: {n}" for n in notes] if notes else []))
     return tables
+
+
+def _clean(paper: PaperNumber | None, row: dict) -> str:
+    if "contaminated" not in row:
+        return row.get("contamination", "")
+    clean = row["clean_value"]
+    return f"{'-' if clean is None else _ours(paper, clean)} ({row['contaminated']} held)"
 
 
 def _key(row: dict) -> tuple:

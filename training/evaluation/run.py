@@ -120,6 +120,7 @@ def suite_settings(config: EvaluationConfig) -> SuiteSettings:
         max_gen_toks=config.max_gen_toks,
         device=config.device,
         seed=config.seed,
+        contamination=config.contamination,
     )
 
 

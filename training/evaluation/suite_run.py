@@ -18,9 +18,10 @@ from lm_eval import simple_evaluate
 from lm_eval.api.model import LM
 from lm_eval.tasks import TaskManager
 
+from training.evaluation.contamination import clean_samples, load_contamination
 from training.evaluation.paper import nearest_size
 from training.evaluation.suites import Suite, Task
-from training.evaluation.task_files import leaves_of, local_copy, write_task_files
+from training.evaluation.task_files import DATA_DIRS, leaves_of, local_copy, write_task_files
 from training.evaluation.toxicity import configured_scorer
 
 
@@ -33,6 +34,7 @@ class SuiteSettings:
     max_gen_toks: int = 0  # cap on generated tokens per item (0: each task's own)
     device: str = ""  # "": cuda when there is one, else cpu
     seed: int = 0
+    contamination: str = ""  # the decontaminated stage's overlap report: rows marked ("": not)
 
 
 def load_lm(model: str, hf: bool, settings: SuiteSettings) -> LM:
@@ -64,9 +66,13 @@ class SuiteRunner:
             task.run: leaves_of(task.run, defaults) for suite in suites for task in suite.tasks
         }
         everything = sorted({leaf for leaves in self.leaves.values() for leaf in leaves})
-        tasks_dir = write_task_files(work_dir / "suite_tasks", self.benchmarks, everything)
+        tasks_dir = work_dir / "suite_tasks"
+        write_task_files(tasks_dir, self.benchmarks, everything, defaults)
         self.manager = TaskManager(include_path=[str(tasks_dir)])
         self._runs: dict[tuple[str, int], dict] = {}
+        self.contamination = (
+            load_contamination(settings.contamination) if settings.contamination else None
+        )
 
     def report(self) -> dict:
         """{suite: {"table", "rows": [...]}}, one row per task and number of shots."""
@@ -93,6 +99,32 @@ class SuiteRunner:
             "value": values[key],
             "stderr": stderr if isinstance(stderr, float) else None,
             "n": sum(run["n"].get(leaf, 0) for leaf in leaves_of(task.name, self.manager)),
+            **self._contamination(task, run),
+        }
+
+    def _contamination(self, task: Task, run: dict) -> dict:
+        """How many of the row's items the training corpus held, and the value without them
+        (training/evaluation/contamination.py); nothing without a report."""
+        if self.contamination is None:
+            return {}
+        clean, items = [], 0
+        for leaf in leaves_of(task.name, self.manager):
+            samples = [s for s in run["samples"].get(leaf, []) if s["filter"] == task.filter]
+            config = run["configs"][leaf]
+            split = config.get("test_split") or config.get("validation_split")
+            name, folder = f"{DATA_DIRS.get(leaf, leaf)}/{split}", local_copy(self.benchmarks, leaf)
+            if name not in self.contamination or folder is None:
+                return {"contamination": f"not checked: the report has no {name}"}
+            kept = clean_samples(
+                samples, self.contamination[name], folder / f"{split}.jsonl", run["documents"][leaf]
+            )
+            if isinstance(kept, str):
+                return {"contamination": kept}
+            clean, items = clean + kept, items + len(samples)
+        values = [s[task.metric] for s in clean]
+        return {
+            "contaminated": items - len(clean),
+            "clean_value": sum(values) / len(values) if values else None,
         }
 
     def _run(self, task: Task, shots: int) -> dict:
@@ -136,10 +168,14 @@ class SuiteRunner:
             fewshot_random_seed=settings.seed,
         )
         self._keep_samples(task.run, shots, output["samples"])
+        counts = output.get("n-samples", {})
         return {
             "status": "ok",
             "results": output["results"],
-            "n": {name: n["effective"] for name, n in output.get("n-samples", {}).items()},
+            "n": {name: n["effective"] for name, n in counts.items()},
+            "documents": {name: n["original"] for name, n in counts.items()},
+            "samples": output["samples"],
+            "configs": output["configs"],
         }
 
     def _keep_samples(self, run: str, shots: int, samples: dict[str, list]) -> None:

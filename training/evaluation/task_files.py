@@ -139,12 +139,15 @@ def leaves_of(name: str, manager: TaskManager) -> list[str]:
     return [leaf for member in members for leaf in leaves_of(member, manager)]
 
 
-def write_task_files(out_dir: Path, benchmarks: Path | None, leaves: list[str]) -> Path:
+def write_task_files(
+    out_dir: Path, benchmarks: Path | None, leaves: list[str], harness: TaskManager
+) -> Path:
     """One YAML per leaf with a local copy (module docstring); return `out_dir` for the
     harness's include path. The files name the tasks as the harness does, so they replace
-    its versions and groups such as `mmlu` aggregate them unchanged."""
+    its versions and groups such as `mmlu` aggregate them unchanged. `harness` is the
+    harness's own task index, where the included YAMLs are found."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    defaults = TaskManager().task_index
+    defaults = harness.task_index
     for leaf in leaves:
         folder = local_copy(benchmarks, leaf)
         if leaf in OWN_TASKS:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from sample_world.atomic import build_into
 from sample_world.build import STAMP as SAMPLE_STAMP
+from sample_world.contamination import BENCHMARKS_DIR, TRUTH_FILE
 from sample_world.scale_crawl import CrawlPlan, copy_segment, copy_url, planted_rows
 from sample_world.scale_dumps import Citations, copy_site, copy_wiki, site_name
 from sample_world.scale_edit import EDIT_FRACTION, Copies
@@ -193,6 +194,10 @@ def _ground_truth_files(sample: Path, root: Path, factor: int, segments: int) ->
         _write_jsonl(root / rel, (row for k in ks for row in rows_of(rows, k)))
 
     extend(f"{CRAWL}/planted.jsonl", lambda rows, k: planted_rows(rows, k, segments))
+    # The evaluation sets do not scale, and the planted benchmark items' truth names copy 0,
+    # which is the sample's bytes.
+    shutil.copytree(sample / BENCHMARKS_DIR, root / BENCHMARKS_DIR, dirs_exist_ok=True)
+    shutil.copyfile(sample / TRUTH_FILE, root / TRUTH_FILE)
     shutil.copyfile(sample / CRAWL / "boilerplate.jsonl", root / CRAWL / "boilerplate.jsonl")
     extend(
         "wikipedia/cited_urls.jsonl",

@@ -74,7 +74,7 @@ def suite_tables(suites: dict, size: str, previous: dict | None = None) -> dict[
                 + (f" | {_clean(paper, row)}" if marked else "")
             )
         shown = [numbers.get((r["task"], r["metric"], r["shots"], size)) for r in suite["rows"]]
-        notes = sorted({f"{n.row}: {n.note}" for n in shown if n and n.note})
+        notes = sorted({f"{n.row.split()[0]}: {n.note}" for n in shown if n and n.note})
         tables[name] = "\n".join(lines + ([""] + [f"paper: {n}" for n in notes] if notes else []))
     return tables
 
@@ -95,4 +95,6 @@ def _ours(paper: PaperNumber | None, value: float) -> str:
 
 
 def _paper(paper: PaperNumber | None) -> str:
-    return "" if paper is None else f"{paper.value:g}"
+    if paper is None:
+        return ""
+    return f"{paper.value:.1f}" if paper.scale == "percent" else f"{paper.value:g}"

@@ -12,8 +12,7 @@ only) from texts the model never trained on, e.g. the validation split
 - `heldout_rolling` (loglikelihood_rolling): each text's word perplexity, byte perplexity and
   bits per byte, as the harness's wikitext task reports them.
 
-With internet, the paper's own evaluation (Table 3 zero-shot, MMLU 5-shot) is
-`ZERO_SHOT_TASKS` and `MMLU_TASK` / `MMLU_SHOTS`.
+The paper's own evaluation is the suites of training/evaluation/suites.py.
 """
 
 from __future__ import annotations
@@ -23,14 +22,6 @@ import os
 import random
 from collections.abc import Iterable
 from pathlib import Path
-
-# The paper's Table 3 (zero-shot) under lm_eval's task names, and MMLU 5-shot.
-ZERO_SHOT_TASKS = (
-    "boolq", "piqa", "social_iqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge",
-    "openbookqa",
-)  # fmt: skip
-MMLU_TASK = "mmlu"
-MMLU_SHOTS = 5
 
 CONTINUATION_TASK = "heldout_continuation"
 ROLLING_TASK = "heldout_rolling"

@@ -10,6 +10,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from assets.config import FORCE_HELP, build, config_class
 from assets.dedup_checks import cluster_examples, duplicates_verified, planted_duplicates
+from assets.ground_truth import PLANTED_FILE, read_truth
 from assets.partitions import crawls
 from assets.resources import DataRoot, ShardExecutorResource
 from assets.stage_assets import StageHooks, StageRun, asset_args, partition_of
@@ -131,9 +132,18 @@ def _report(context, run: StageRun, config, data_root: DataRoot) -> MaterializeR
         },
         checks=[
             duplicates_verified(storage, run.output, run.stage.threshold),
-            planted_duplicates(data_root, storage, run.output, run.stage.threshold, included),
+            planted_duplicates(
+                planted_truth(data_root, included), storage, run.output, run.stage.threshold
+            ),
         ],
     )
+
+
+def planted_truth(data_root: DataRoot, crawls: list[str]) -> list[dict] | None:
+    """The planted rows of the crawls in the corpus that have ground truth (the sample's and
+    its scale worlds'); None when none has."""
+    truths = [read_truth(data_root, crawl, PLANTED_FILE) for crawl in crawls]
+    return None if all(t is None for t in truths) else [row for t in truths for row in t or []]
 
 
 HOOKS = {"deduplicated": StageHooks(inputs=_corpus, report=_report)}

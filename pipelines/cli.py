@@ -47,6 +47,12 @@ def _files(suffixes: tuple[str, ...]) -> Callable[[Storage, str], list[ShardInpu
     return find
 
 
+def _local_disk() -> Storage:
+    """The local disk, with relative paths in a setting (`--benchmarks`, `--models-dir`)
+    taken from the working directory, as the file options are; absolute paths unchanged."""
+    return Storage(os.getcwd())
+
+
 def _stages() -> dict[str, tuple[type[Stage], Callable]]:
     """Stage name -> (stage class, how to find its input shards), for every stage of the
     recipe's table (curation/recipe.py; global dedup has its own command). Stages that read
@@ -75,14 +81,27 @@ def _stages() -> dict[str, tuple[type[Stage], Callable]]:
 def cmd_stage(args: argparse.Namespace) -> int:
     cls, find_inputs = _stages()[args.name]
     stage = cls(**{name: getattr(args, name) for name in _config_fields(cls)})
-    storage = Storage("/")
+    storage = _local_disk()
     inputs = find_inputs(storage, os.path.abspath(args.input))
     output = os.path.abspath(args.output)
     if args.name == "cc_perplexity":
         stage = _perplexity_with_cutoffs(stage, inputs, output, storage, args)
     manifest = run_stage(stage, inputs, output, storage, _executor(args), args.force, _bar())
+    if args.name == "decontaminated":
+        _write_overlap_report(storage, stage, manifest, output)
     _print_summary(manifest, output)
     return _exit_status(manifest)
+
+
+def _write_overlap_report(storage: Storage, stage: Stage, manifest: Manifest, output: str) -> None:
+    """lm-eval's overlap report beside the partition, as the asset writes it, so that
+    `llamapipe eval --contamination` can read what this run found."""
+    from curation.decontamination.report import report_dir, write_report
+    from curation.decontamination.stage import contaminated_items
+
+    directory = report_dir(output)
+    write_report(storage, directory, contaminated_items(manifest.summary), stage.ngram_size)
+    print(f"overlap report: {directory}")
 
 
 def cmd_deduplicated(args: argparse.Namespace) -> int:
@@ -92,7 +111,7 @@ def cmd_deduplicated(args: argparse.Namespace) -> int:
     from curation.dedup.near_dedup import Deduplicated
     from curation.dedup.signatures import MinHashSignatures
 
-    storage, executor = Storage("/"), _executor(args)
+    storage, executor = _local_disk(), _executor(args)
     output = os.path.abspath(args.output)
     groups = []
     for n, directory in enumerate(map(os.path.abspath, args.input)):
@@ -116,7 +135,7 @@ def cmd_tokenizer(args: argparse.Namespace) -> int:
     trained = train_tokenizer(
         inputs,
         os.path.abspath(args.output),
-        Storage("/"),
+        _local_disk(),
         config,
         _executor(args),
         args.force,
@@ -137,7 +156,7 @@ def cmd_tokenized_shards(args: argparse.Namespace) -> int:
         [os.path.abspath(p) for p in args.input],
         os.path.abspath(args.tokenizer),
         os.path.abspath(args.output),
-        Storage("/"),
+        _local_disk(),
         _executor(args),
         config,
         force=args.force,
@@ -363,7 +382,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from curation.core.inputs import parquet_parts
         from training.evaluation.run import evaluate_run
 
-        mixture = [s.path for s in parquet_parts(Storage("/"), os.path.abspath(args.mixture))]
+        mixture = [s.path for s in parquet_parts(_local_disk(), os.path.abspath(args.mixture))]
         report = evaluate_run(args.checkpoint, mixture, out, config)
         print(results_table(report, {}))
         print(f"\nsample: {report['sample']}")
@@ -413,7 +432,7 @@ def _exit_status(manifest: Manifest) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """The given partitions, or with `--root` every finished partition of the recipe's
     stages, in the table's order."""
-    storage = Storage("/")
+    storage = _local_disk()
     for path in args.partitions or _recipe_partitions(storage, args.root):
         manifest = read_manifest(storage, os.path.abspath(path))
         if manifest is None:
@@ -474,7 +493,7 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
         train_lm_tokenizer,
     )
 
-    texts = language_texts(Storage("/"), os.path.abspath(args.articles), args.language)
+    texts = language_texts(_local_disk(), os.path.abspath(args.articles), args.language)
     files = model_files(os.path.abspath(args.models_dir), args.language)
     train_lm_tokenizer(texts, files.tokenizer.parent, args.vocab_size, args.seed)
     train_kenlm(texts, files.tokenizer, files.kenlm.parent, order=args.order)
@@ -487,7 +506,7 @@ def cmd_cutoffs(args: argparse.Namespace) -> int:
     for `llamapipe stage cc_perplexity --cutoffs`."""
     from curation.commoncrawl.perplexity_cutoffs import crawl_cutoffs, scorer_for
 
-    storage = Storage("/")
+    storage = _local_disk()
     output = os.path.abspath(args.output)
     scorer = scorer_for(
         storage, os.path.abspath(args.models_dir), f"{output}.scores", args.languages,
@@ -511,7 +530,7 @@ def cmd_train_wikiref(args: argparse.Namespace) -> int:
         training_set,
     )
 
-    storage = Storage("/")
+    storage = _local_disk()
     cited = cited_url_set(storage, os.path.abspath(args.articles))
     pages = crawl_pages(storage, os.path.abspath(args.documents))
     examples = training_set(pages, cited, args.seed)

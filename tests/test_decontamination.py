@@ -3,6 +3,9 @@ the stage's contract (counts, determinism, a missing benchmark directory) and th
 judges the sample's planted items. lm-eval's own decontamination code is the reference."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -266,3 +269,25 @@ def test_the_data_card_shows_what_was_found_by_benchmark_and_corpus(corpus):
     assert "| boolq | 2 | 1 | 1 | 2 |" in card and "| gsm8k | 1 | 0 | 1 | 2 |" in card
     assert "| stackexchange | 1 |" in card
     assert "⚠ 1 evaluation items have fewer than 13 words" in card
+
+
+def test_the_command_line_reads_relative_sets_and_writes_the_report(corpus):
+    """`llamapipe stage decontaminated` run where the sets live, with a relative
+    `--benchmarks`: the sets are found (not looked for under /) and lm-eval's report lands
+    beside the partition, as the asset writes it."""
+    root, path = corpus
+    (root / "deduplicated").mkdir()
+    path.rename(root / "deduplicated" / path.name)
+    llamapipe = Path(sys.executable).parent / "llamapipe"
+    args = ["stage", "decontaminated", "--benchmarks", "benchmarks", "--workers", "1"]
+    result = subprocess.run(
+        [llamapipe, *args, "--input", "deduplicated", "--output", "cli"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "decontaminated: in 4, kept 2, dropped 2" in result.stdout
+    overlaps = json.loads((root / "cli.overlaps" / "overlaps.json").read_text())
+    assert overlaps == {"boolq/validation": [1], "gsm8k/test": [0]}

@@ -118,8 +118,12 @@ class Storage:
         return sorted(i.path for i in infos if i.type == pafs.FileType.Directory)
 
     def makedirs(self, path: str) -> None:
-        with writing(path):
-            self.fs.create_dir(path, recursive=True)
+        """A directory on a local disk. Nothing on an object store, where a prefix exists
+        once an object is written under it: pyarrow would write an empty marker object per
+        level and check the bucket each time, about five requests per call."""
+        if self.is_local:
+            with writing(path):
+                self.fs.create_dir(path, recursive=True)
 
     def remove_tree(self, path: str) -> None:
         if self.exists(path):

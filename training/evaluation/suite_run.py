@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from lm_eval import simple_evaluate
@@ -54,6 +55,14 @@ def load_lm(model: str, hf: bool, settings: SuiteSettings) -> LM:
     return LlamapipeLM(checkpoint=model, batch_size=settings.batch_size, device=device)
 
 
+@cache
+def harness_tasks() -> TaskManager:
+    """The harness's own task index, built once per process: it parses some 15,000 YAML
+    files (about 10 s), and a training run that evaluates at every checkpoint, or a test
+    that runs the suites several times, would pay that each time. Only read."""
+    return TaskManager()
+
+
 class SuiteRunner:
     """Runs each (task, shots) once, however many rows of however many suites read it."""
 
@@ -61,7 +70,7 @@ class SuiteRunner:
         self.lm, self.suites, self.settings = lm, suites, settings
         self.work_dir = work_dir
         self.benchmarks = Path(settings.benchmarks).resolve() if settings.benchmarks else None
-        defaults = TaskManager()
+        defaults = harness_tasks()
         self.leaves = {
             task.run: leaves_of(task.run, defaults) for suite in suites for task in suite.tasks
         }

@@ -42,10 +42,6 @@ def jaccard(a: str, b: str) -> float:
     return len(np.intersect1d(x, y)) / union if union else 1.0
 
 
-def _rows(storage: Storage, path: str, columns: list[str]) -> list[dict]:
-    return pq.read_table(path, filesystem=storage.fs, columns=columns).to_pylist()
-
-
 def _cluster(row: dict) -> Key:
     """The cluster of a row of the output or of `_dropped`: its survivor's key."""
     if row.get("duplicate_of") is None:
